@@ -1,0 +1,1 @@
+"""Sans-I/O Nostr: events, filters and relay messages, with no sockets."""

@@ -1,0 +1,101 @@
+"""The Nostr event (NIP-01): its fields, canonical serialization, id and signature."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+from coincurve import PublicKeyXOnly
+
+
+class KindClass(Enum):
+    """How a relay keeps events of a kind (NIP-01)."""
+
+    REGULAR = "regular"
+    REPLACEABLE = "replaceable"
+    EPHEMERAL = "ephemeral"
+    ADDRESSABLE = "addressable"
+
+
+def kind_class(kind: int) -> KindClass:
+    if kind in (0, 3) or 10000 <= kind < 20000:
+        return KindClass.REPLACEABLE
+    if 20000 <= kind < 30000:
+        return KindClass.EPHEMERAL
+    if 30000 <= kind < 40000:
+        return KindClass.ADDRESSABLE
+    return KindClass.REGULAR
+
+
+Tags = tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Nostr event. Construct through validation, never trust raw input."""
+
+    id: str
+    pubkey: str
+    created_at: int
+    kind: int
+    tags: Tags
+    content: str
+    sig: str
+
+    @property
+    def kind_class(self) -> KindClass:
+        return kind_class(self.kind)
+
+    def d_tag(self) -> str:
+        """The first ``d`` tag's value ('' when absent), which addresses an addressable event."""
+        for tag in self.tags:
+            if len(tag) >= 1 and tag[0] == "d":
+                return tag[1] if len(tag) > 1 else ""
+        return ""
+
+    def first_tag_values(self, name: str) -> list[str]:
+        """The first values of every tag called ``name``."""
+        return [tag[1] for tag in self.tags if len(tag) > 1 and tag[0] == name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pubkey": self.pubkey,
+            "created_at": self.created_at,
+            "kind": self.kind,
+            "tags": [list(t) for t in self.tags],
+            "content": self.content,
+            "sig": self.sig,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def serialize_for_id(
+    pubkey: str, created_at: int, kind: int, tags: Sequence[Sequence[str]], content: str
+) -> bytes:
+    """NIP-01 canonical form: ``[0,pubkey,created_at,kind,tags,content]``, compact UTF-8.
+
+    orjson writes exactly NIP-01's escaping: ``\\n \\" \\\\ \\r \\t \\b \\f``, other
+    control characters as ``\\u00XX``, everything else verbatim as UTF-8.
+    """
+    return orjson.dumps([0, pubkey, created_at, kind, tags, content])
+
+
+def compute_id(
+    pubkey: str, created_at: int, kind: int, tags: Sequence[Sequence[str]], content: str
+) -> str:
+    return hashlib.sha256(serialize_for_id(pubkey, created_at, kind, tags, content)).hexdigest()
+
+
+def verify_signature(event_id: str, pubkey: str, sig: str) -> bool:
+    """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``."""
+    try:
+        return PublicKeyXOnly(bytes.fromhex(pubkey)).verify(bytes.fromhex(sig), bytes.fromhex(event_id))
+    except (ValueError, TypeError):
+        return False
