@@ -96,6 +96,7 @@ def compute_id(
 def verify_signature(event_id: str, pubkey: str, sig: str) -> bool:
     """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``."""
     try:
-        return PublicKeyXOnly(bytes.fromhex(pubkey)).verify(bytes.fromhex(sig), bytes.fromhex(event_id))
+        key = PublicKeyXOnly(bytes.fromhex(pubkey))
+        return bool(key.verify(bytes.fromhex(sig), bytes.fromhex(event_id)))
     except (ValueError, TypeError):
         return False

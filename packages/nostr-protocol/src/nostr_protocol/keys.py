@@ -33,5 +33,5 @@ def sign_event(
     ts = int(time.time()) if created_at is None else created_at
     tag_tuple = tuple(tuple(t) for t in tags)
     event_id = compute_id(pubkey, ts, kind, tag_tuple, content)
-    sig = PrivateKey(secret_key).sign_schnorr(bytes.fromhex(event_id), None).hex()
+    sig = PrivateKey(secret_key).sign_schnorr(bytes.fromhex(event_id), os.urandom(32)).hex()
     return Event(event_id, pubkey, ts, kind, tag_tuple, content, sig)

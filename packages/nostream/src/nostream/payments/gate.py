@@ -42,6 +42,10 @@ class PaymentGate(Protocol):
         """NIP-11 ``fees`` (``{"publication": [...]}``), or None when publishing is free."""
         ...
 
+    def nip11_payments(self) -> dict[str, Any] | None:
+        """NIP-11 ``payments`` (tag form, chains, factory, recipient), or None when free."""
+        ...
+
 
 class FreePublishing:
     """The gate when payments are off: every event is accepted for free."""
@@ -59,4 +63,7 @@ class FreePublishing:
         return "disabled", {}
 
     def nip11_fees(self) -> dict[str, Any] | None:
+        return None
+
+    def nip11_payments(self) -> dict[str, Any] | None:
         return None

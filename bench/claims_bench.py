@@ -1,0 +1,118 @@
+"""Claim verifications per second: in process, and through the RPC over 1 and 4 connections.
+
+Pre-signed claims on an in-memory channel source; the real ledger (SQLite, WAL,
+synchronous=FULL, group commit) on a temporary file. Prints a table.
+
+    .venv/bin/python bench/claims_bench.py [--claims 20000] [--channels 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from dassie.claims.channels import InMemoryChannelSource
+from dassie.claims.service import ClaimService
+from dassie.ledger import LedgerStore
+from dassie.testing import RELAY, TOKEN, claim_params, make_channel, running_node
+from payment_channel.tag import parse_fields
+
+
+def presign(source: InMemoryChannelSource, claims: int, channels: int) -> list[dict[str, str]]:
+    ids = []
+    for _ in range(channels):
+        channel = make_channel(deposit=10**30)
+        source.add(channel)
+        ids.append(channel.channel_id)
+    per = claims // channels
+    return [claim_params(c, n * 10, n) for n in range(1, per + 1) for c in ids]
+
+
+async def in_process(claims: int, channels: int, workdir: Path) -> float:
+    store = await LedgerStore.open(workdir / "inproc.db")
+    source = InMemoryChannelSource("TEST", RELAY)
+    service = ClaimService(store, [source], 3600)
+    params = presign(source, claims, channels)
+    parsed = [
+        (parse_fields(p["channelId"], p["claimAmount"], p["nonce"], p["signature"], p["currency"]))
+        for p in params
+    ]
+    window = 2000
+    start = time.perf_counter()
+    for i in range(0, len(parsed), window):
+        results = await asyncio.gather(*(service.verify(c, 1) for c in parsed[i : i + window]))
+        assert all(r.decision.__class__.__name__ == "Accepted" for r in results)
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return len(parsed) / elapsed
+
+
+async def over_rpc(claims: int, channels: int, connections: int, workdir: Path) -> float:
+    async with running_node(workdir / f"rpc{connections}.db") as node:
+        params = presign(node.source, claims, channels)
+        shards = [params[i::connections] for i in range(connections)]
+        async with aiohttp.ClientSession() as http:
+            sockets = [
+                await http.ws_connect(
+                    node.url + "/trpc", headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+                for _ in range(connections)
+            ]
+
+            async def drive(ws: aiohttp.ClientWebSocketResponse, shard: list[dict]) -> None:
+                window = 500
+                for i in range(0, len(shard), window):
+                    chunk = shard[i : i + window]
+                    for rid, p in enumerate(chunk):
+                        frame = {
+                            "jsonrpc": "2.0",
+                            "id": rid,
+                            "method": "payment.verifyPaymentClaim",
+                            "params": p,
+                        }
+                        await ws.send_bytes(orjson.dumps(frame))
+                    for _ in chunk:
+                        answer = orjson.loads((await ws.receive()).data)
+                        assert answer["result"]["valid"], answer
+
+            start = time.perf_counter()
+            await asyncio.gather(*(drive(ws, s) for ws, s in zip(sockets, shards, strict=True)))
+            elapsed = time.perf_counter() - start
+            for ws in sockets:
+                await ws.close()
+    return len(params) / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--claims", type=int, default=20000)
+    parser.add_argument("--channels", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        rows = [
+            ("in process", await in_process(args.claims, args.channels, workdir), 10_000),
+            (
+                "RPC, 1 connection",
+                await over_rpc(args.claims // 2, args.channels, 1, workdir),
+                2_000,
+            ),
+            (
+                "RPC, 4 connections",
+                await over_rpc(args.claims // 2, args.channels, 4, workdir),
+                None,
+            ),
+        ]
+    print(f"{'mode':<22}{'claims/s':>12}{'target':>10}")
+    for name, rate, target in rows:
+        print(f"{name:<22}{rate:>12,.0f}{'' if target is None else f'{target:,}':>10}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

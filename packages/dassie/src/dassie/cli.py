@@ -1,0 +1,56 @@
+"""``dassie serve`` runs the node; ``dassie devchain [args]`` runs the local EVM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .config import ConfigError, load_config
+
+
+def serve() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"dassie: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from .app import build_app
+    from .node import Node
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    node = Node(config)
+    chains = ", ".join(f"{c.name} ({c.chain_id}) as {c.relay_address}" for c in config.chains)
+    logging.getLogger("dassie").info(
+        "dassie on %s:%d, ledger %s, chains: %s",
+        config.host,
+        config.port,
+        config.ledger_db_path,
+        chains or "none",
+    )
+    web.run_app(build_app(node), host=config.host, port=config.port, print=None)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "devchain":
+        from devchain.cli import main as devchain_main
+
+        result = devchain_main(args[1:])
+        return int(result or 0)
+    parser = argparse.ArgumentParser(prog="dassie", description="The payment node.")
+    parser.add_argument("command", choices=["serve", "devchain"])
+    parsed = parser.parse_args(args)
+    if parsed.command == "serve":
+        return serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""The ledger on SQLite (WAL, ``synchronous=FULL``) with group commit.
+
+The in-memory :class:`~dassie.ledger.model.Ledger` decides every operation on the
+event loop; the rows it changed are snapshotted and handed to one writer thread,
+which writes everything queued since its last commit in ONE transaction and
+fsyncs once. An operation's coroutine returns only after its rows are durable.
+Rows of one operation (e.g. a claim and the transfer that credits it) are never
+split across transactions.
+
+If a commit fails the store stops accepting work (:attr:`LedgerStore.error`,
+shown in ``/health``); a restart reloads the last durable state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import Account, Changes, Ledger, Transfer, TransferState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    path TEXT PRIMARY KEY,
+    debits_posted TEXT NOT NULL, credits_posted TEXT NOT NULL,
+    debits_pending TEXT NOT NULL, credits_pending TEXT NOT NULL,
+    min_balance TEXT, max_balance TEXT
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY,
+    debit TEXT NOT NULL, credit TEXT NOT NULL, amount TEXT NOT NULL,
+    state TEXT NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_pending ON transfers(state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS claims (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
+    delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
+    UNIQUE (channel_id, nonce)
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    tx_hash TEXT PRIMARY KEY,
+    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL,
+    status TEXT NOT NULL, gas_cost TEXT, updated_at REAL NOT NULL
+);
+"""
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger could not commit; it refuses further work until restarted."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """An accepted claim as recorded in the ledger."""
+
+    channel_id: str
+    chain: str
+    claim_amount: int
+    nonce: int
+    signature: str
+    delta: int
+    transfer_id: int | None = None
+    accepted_at: float = 0.0
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "claimAmount": str(self.claim_amount),
+            "nonce": str(self.nonce),
+            "signature": self.signature,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    tx_hash: str
+    channel_id: str
+    chain: str
+    claim_amount: int
+    nonce: int
+    status: str
+    """``pending``, ``mined`` or ``failed``."""
+    gas_cost: int | None = None
+
+
+def _opt(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _account_row(a: Account) -> tuple[Any, ...]:
+    return (
+        a.path,
+        str(a.debits_posted),
+        str(a.credits_posted),
+        str(a.debits_pending),
+        str(a.credits_pending),
+        _opt(a.min_balance),
+        _opt(a.max_balance),
+    )
+
+
+def _transfer_row(t: Transfer, now: float) -> tuple[Any, ...]:
+    return (t.id, t.debit, t.credit, str(t.amount), t.state.value, now)
+
+
+@dataclass(slots=True)
+class _Job:
+    accounts: list[tuple[Any, ...]]
+    transfers: list[tuple[Any, ...]]
+    claims: list[tuple[Any, ...]]
+    settlements: list[tuple[Any, ...]]
+    future: asyncio.Future[None]
+
+
+class LedgerStore:
+    """The durable ledger. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.ledger = Ledger()
+        self.best_claims: dict[str, ClaimRecord] = {}
+        self.settlements: dict[str, SettlementRecord] = {}
+        self.error: BaseException | None = None
+        self.commits = 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path | str) -> LedgerStore:
+        store = cls(path)
+        await asyncio.to_thread(store._load)
+        store._loop = asyncio.get_running_loop()
+        store._thread = threading.Thread(target=store._writer, name="ledger-writer", daemon=True)
+        store._thread.start()
+        return store
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _load(self) -> None:
+        conn = self._connect()
+        try:
+            conn.executescript(_SCHEMA)
+            for row in conn.execute("SELECT * FROM accounts"):
+                path, dpo, cpo, dpe, cpe, lo, hi = row
+                self.ledger.accounts[path] = Account(
+                    path,
+                    int(dpo),
+                    int(cpo),
+                    int(dpe),
+                    int(cpe),
+                    None if lo is None else int(lo),
+                    None if hi is None else int(hi),
+                )
+            for tid, debit, credit, amount in conn.execute(
+                "SELECT id, debit, credit, amount FROM transfers WHERE state = 'pending'"
+            ):
+                self.ledger.pending[tid] = Transfer(
+                    tid, debit, credit, int(amount), TransferState.PENDING
+                )
+            (max_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM transfers").fetchone()
+            self.ledger.next_transfer_id = max_id + 1
+            for row in conn.execute(
+                "SELECT channel_id, chain, claim_amount, nonce, signature, delta, transfer_id,"
+                " accepted_at FROM claims WHERE seq IN (SELECT MAX(seq) FROM claims"
+                " GROUP BY channel_id)"
+            ):
+                record = ClaimRecord(
+                    row[0], row[1], int(row[2]), int(row[3]), row[4], int(row[5]), row[6], row[7]
+                )
+                self.best_claims[record.channel_id] = record
+            for row in conn.execute(
+                "SELECT tx_hash, channel_id, chain, claim_amount, nonce, status, gas_cost"
+                " FROM settlements"
+            ):
+                self.settlements[row[0]] = SettlementRecord(
+                    row[0],
+                    row[1],
+                    row[2],
+                    int(row[3]),
+                    int(row[4]),
+                    row[5],
+                    None if row[6] is None else int(row[6]),
+                )
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        """Finish queued commits and stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    # -- the writer thread ----------------------------------------------
+
+    def _writer(self) -> None:
+        conn = self._connect()
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while True:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                error = self._write(conn, batch)
+                assert self._loop is not None
+                with contextlib.suppress(RuntimeError):  # loop already closed
+                    self._loop.call_soon_threadsafe(self._done, batch, error)
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[_Job]) -> BaseException | None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                if job.accounts:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        job.accounts,
+                    )
+                if job.transfers:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?, ?)",
+                        job.transfers,
+                    )
+                if job.claims:
+                    conn.executemany(
+                        "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature,"
+                        " delta, transfer_id, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        job.claims,
+                    )
+                if job.settlements:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        job.settlements,
+                    )
+            conn.execute("COMMIT")
+            return None
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return exc
+
+    def _done(self, batch: list[_Job], error: BaseException | None) -> None:
+        self.commits += 1
+        if error is not None and self.error is None:
+            self.error = error
+        for job in batch:
+            if job.future.done():
+                continue
+            if error is None:
+                job.future.set_result(None)
+            else:
+                failure = LedgerUnavailable(f"ledger commit failed: {error}")
+                job.future.set_exception(failure)
+
+    # -- committing -----------------------------------------------------
+
+    def check_available(self) -> None:
+        """Raise LedgerUnavailable if a commit failed or the store is closed."""
+        if self.error is not None:
+            raise LedgerUnavailable(f"ledger commit failed: {self.error}")
+        if self._thread is None:
+            raise LedgerUnavailable("ledger is closed")
+
+    def commit(
+        self,
+        changes: Changes,
+        claims: Iterable[ClaimRecord] = (),
+        settlements: Iterable[SettlementRecord] = (),
+    ) -> asyncio.Future[None]:
+        """Queue one atomic write of ``changes`` and records; await it to know it is durable.
+
+        Snapshots are taken now, so later in-memory changes cannot leak into this write.
+        """
+        self.check_available()
+        now = time.time()
+        claim_rows = []
+        for c in claims:
+            claim_rows.append(
+                (
+                    c.channel_id,
+                    c.chain,
+                    str(c.claim_amount),
+                    str(c.nonce),
+                    c.signature,
+                    str(c.delta),
+                    c.transfer_id,
+                    c.accepted_at or now,
+                )
+            )
+            self.best_claims[c.channel_id] = c
+        settlement_rows = []
+        for s in settlements:
+            settlement_rows.append(
+                (
+                    s.tx_hash,
+                    s.channel_id,
+                    s.chain,
+                    str(s.claim_amount),
+                    str(s.nonce),
+                    s.status,
+                    _opt(s.gas_cost),
+                    now,
+                )
+            )
+            self.settlements[s.tx_hash] = s
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(
+            _Job(
+                [_account_row(a) for a in changes.accounts.values()],
+                [_transfer_row(t, now) for t in changes.transfers.values()],
+                claim_rows,
+                settlement_rows,
+                future,
+            )
+        )
+        return future
+
+    # -- the public API (each call is atomic and durable when it returns) --
+
+    async def create_account(
+        self, path: str, *, min_balance: int | None = None, max_balance: int | None = None
+    ) -> None:
+        self.check_available()
+        await self.commit(
+            self.ledger.create_account(path, min_balance=min_balance, max_balance=max_balance)
+        )
+
+    async def ensure_account(self, path: str) -> None:
+        self.check_available()
+        changes = self.ledger.ensure_account(path)
+        if changes.accounts:
+            await self.commit(changes)
+
+    async def create_pending(self, debit: str, credit: str, amount: int) -> int:
+        self.check_available()
+        transfer_id, changes = self.ledger.create_pending(debit, credit, amount)
+        await self.commit(changes)
+        return transfer_id
+
+    async def post(self, transfer_id: int) -> None:
+        self.check_available()
+        await self.commit(self.ledger.post(transfer_id))
+
+    async def void(self, transfer_id: int) -> None:
+        self.check_available()
+        await self.commit(self.ledger.void(transfer_id))
+
+    async def transfer(self, debit: str, credit: str, amount: int) -> int:
+        self.check_available()
+        transfer_id, changes = self.ledger.transfer(debit, credit, amount)
+        await self.commit(changes)
+        return transfer_id
+
+    def balance(self, path: str) -> Account:
+        """The account's current balances (raises UnknownAccount)."""
+        return self.ledger.account(path)
+
+    def accounts(self) -> list[Account]:
+        return sorted(self.ledger.accounts.values(), key=lambda a: a.path)
+
+    async def ping(self) -> None:
+        """Check the database answers (for /health)."""
+        self.check_available()
+
+        def query() -> None:
+            conn = sqlite3.connect(self.path, timeout=2)
+            try:
+                conn.execute("SELECT 1 FROM accounts LIMIT 1").fetchall()
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(query)

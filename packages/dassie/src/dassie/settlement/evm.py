@@ -1,0 +1,219 @@
+"""One EVM chain through web3 (AsyncWeb3 + AsyncHTTPProvider).
+
+It is the node's :class:`~dassie.claims.channels.ChannelSource` for the chain
+(``getChannel``, ``ChannelOpened`` logs) and sends ``closeChannel`` transactions
+signed with the relay's key. Every call records the endpoint's health; failures
+surface as :class:`~dassie.claims.channels.ChainUnavailable`, never crash the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_typing import ChecksumAddress
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from ..claims.channels import ChainUnavailable, ChannelState
+from ..config import ZERO_ADDRESS, ChainConfig
+
+# The subset of the channel factory's ABI the node uses (contract: Payment-channel contract).
+FACTORY_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "getChannel",
+        "stateMutability": "view",
+        "inputs": [{"name": "channelId", "type": "bytes32"}],
+        "outputs": [
+            {"name": "sender", "type": "address"},
+            {"name": "recipient", "type": "address"},
+            {"name": "token", "type": "address"},
+            {"name": "balance", "type": "uint256"},
+            {"name": "highestNonce", "type": "uint256"},
+            {"name": "expiration", "type": "uint256"},
+            {"name": "isClosed", "type": "bool"},
+        ],
+    },
+    {
+        "type": "function",
+        "name": "closeChannel",
+        "stateMutability": "nonpayable",
+        "inputs": [
+            {"name": "channelId", "type": "bytes32"},
+            {"name": "claimAmount", "type": "uint256"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "signature", "type": "bytes"},
+        ],
+        "outputs": [],
+    },
+    {
+        "type": "event",
+        "name": "ChannelOpened",
+        "anonymous": False,
+        "inputs": [
+            {"name": "channelId", "type": "bytes32", "indexed": True},
+            {"name": "sender", "type": "address", "indexed": True},
+            {"name": "recipient", "type": "address", "indexed": True},
+            {"name": "token", "type": "address", "indexed": False},
+            {"name": "balance", "type": "uint256", "indexed": False},
+            {"name": "expiration", "type": "uint256", "indexed": False},
+        ],
+    },
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: str
+    status: int
+    gas_cost: int
+    block_number: int
+
+
+class EvmChain:
+    """The node's view of, and hand on, one EVM chain."""
+
+    def __init__(self, config: ChainConfig, *, timeout: float = 10.0) -> None:
+        self.config = config
+        self.w3 = AsyncWeb3(AsyncHTTPProvider(config.rpc_url, request_kwargs={"timeout": timeout}))
+        self.factory = self.w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(config.factory_address), abi=FACTORY_ABI
+        )
+        self.status = "unknown"
+        self.last_error: str | None = None
+        self.last_ok_at: float | None = None
+        self._send_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def relay_address(self) -> ChecksumAddress:
+        return AsyncWeb3.to_checksum_address(self.config.relay_address)
+
+    # -- health ---------------------------------------------------------
+
+    def _ok(self) -> None:
+        self.status = "ok"
+        self.last_ok_at = time.time()
+
+    def _failed(self, exc: BaseException) -> ChainUnavailable:
+        self.status = "unreachable"
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        return ChainUnavailable(f"{self.name}: {self.last_error}")
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "chainId": self.config.chain_id,
+            "lastError": self.last_error,
+            "lastOkAt": self.last_ok_at,
+        }
+
+    async def probe(self) -> int:
+        """The latest block number (raises ChainUnavailable); checks the chain id."""
+        try:
+            chain_id = await self.w3.eth.chain_id
+            block = await self.w3.eth.block_number
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        if chain_id != self.config.chain_id:
+            raise self._failed(
+                ValueError(f"endpoint is chain {chain_id}, expected {self.config.chain_id}")
+            )
+        self._ok()
+        return int(block)
+
+    # -- channels -------------------------------------------------------
+
+    def _channel(
+        self, channel_id: str, sender: str, recipient: str, token: str, balance: int,
+        nonce: int, expiration: int, closed: bool,
+    ) -> ChannelState:  # fmt: skip
+        return ChannelState(
+            chain=self.name,
+            channel_id=channel_id,
+            sender=AsyncWeb3.to_checksum_address(sender),
+            recipient=AsyncWeb3.to_checksum_address(recipient),
+            token=AsyncWeb3.to_checksum_address(token),
+            currency=self.config.currency_of(token),
+            deposit=int(balance),
+            highest_nonce=int(nonce),
+            expiration=int(expiration),
+            closed=bool(closed),
+        )
+
+    async def get_channel(self, channel_id: str) -> ChannelState | None:
+        try:
+            raw = await self.factory.functions.getChannel(bytes.fromhex(channel_id[2:])).call()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._ok()
+        sender, recipient, token, balance, nonce, expiration, closed = raw
+        if int(sender, 16) == 0:
+            return None
+        return self._channel(
+            channel_id, sender, recipient, token, balance, nonce, expiration, closed
+        )
+
+    async def opened_channels(self, from_block: int, to_block: int) -> list[str]:
+        """Ids of channels opened to the relay's address in ``from_block..to_block``."""
+        try:
+            logs = await self.factory.events.ChannelOpened.get_logs(
+                from_block=from_block,
+                to_block=to_block,
+                argument_filters={"recipient": self.relay_address},
+            )
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._ok()
+        return ["0x" + bytes(log["args"]["channelId"]).hex() for log in logs]
+
+    # -- settlement -----------------------------------------------------
+
+    async def close_channel(
+        self, channel_id: str, claim_amount: int, nonce: int, signature: str
+    ) -> str:
+        """Send ``closeChannel`` from the relay's address; returns the transaction hash."""
+        async with self._send_lock:
+            try:
+                tx_nonce = await self.w3.eth.get_transaction_count(self.relay_address, "pending")
+                tx = await self.factory.functions.closeChannel(
+                    bytes.fromhex(channel_id[2:]),
+                    claim_amount,
+                    nonce,
+                    bytes.fromhex(signature[2:]),
+                ).build_transaction(
+                    {"from": self.relay_address, "nonce": tx_nonce, "chainId": self.config.chain_id}
+                )
+                signed = Account.sign_transaction(tx, self.config.relay_private_key)
+                tx_hash = await self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception as exc:
+                raise self._failed(exc) from exc
+        self._ok()
+        return "0x" + bytes(tx_hash).hex()
+
+    async def receipt(self, tx_hash: str) -> Receipt | None:
+        """The mined receipt, or None while pending (raises ChainUnavailable)."""
+        try:
+            raw = await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except Exception as exc:
+            if type(exc).__name__ == "TransactionNotFound":
+                self._ok()
+                return None
+            raise self._failed(exc) from exc
+        self._ok()
+        price = raw.get("effectiveGasPrice") or 0
+        return Receipt(
+            tx_hash=tx_hash,
+            status=int(raw["status"]),
+            gas_cost=int(raw["gasUsed"]) * int(price),
+            block_number=int(raw["blockNumber"]),
+        )
+
+
+__all__ = ["ZERO_ADDRESS", "EvmChain", "Receipt"]

@@ -1,0 +1,255 @@
+"""When to close channels, and booking what closing them earned.
+
+A channel is closed with its best accepted claim when its unsettled amount
+reaches the chain's ``SETTLE_THRESHOLD``, when it comes within the expiry margin
+of its expiration, or on request (``settlement.settleChannel``). Once the
+transaction is mined with status 1 the node books, in one commit:
+``assets/onchain/<CHAIN>`` <- the channel's receivable (what it was paid) and
+``expenses/gas/<CHAIN>`` <- ``assets/onchain/<CHAIN>`` (the gas the relay paid).
+
+The background loop probes each chain (backing off while unreachable), follows
+``ChannelOpened`` logs, watches expirations and resumes settlements pending at a
+restart. Chain failures are recorded for ``/health`` and retried; they never stop
+the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..claims.channels import ChainUnavailable, ChannelState
+from ..claims.service import ClaimService
+from ..ledger import (
+    ClaimRecord,
+    LedgerStore,
+    SettlementRecord,
+    channel_account,
+    gas_account,
+    onchain_account,
+)
+from ..ledger.model import Changes
+from .evm import EvmChain, Receipt
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+
+
+class SettlementError(RuntimeError):
+    """The channel cannot be settled now."""
+
+
+class SettlementManager:
+    def __init__(
+        self,
+        store: LedgerStore,
+        claims: ClaimService,
+        chains: dict[str, EvmChain],
+        expiry_margin: int,
+        poll_interval: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.claims = claims
+        self.chains = chains
+        self.expiry_margin = expiry_margin
+        self.poll_interval = poll_interval
+        self.receipt_interval = min(poll_interval, 0.5)
+        self.clock = clock
+        self._settling: dict[str, asyncio.Future[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log_cursor: dict[str, int] = {}
+        self._backoff: dict[str, float] = {}
+        self._next_probe: dict[str, float] = {}
+        self._booked: dict[str, asyncio.Future[SettlementRecord]] = {}
+        claims.on_accepted.append(self._on_accepted)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def unsettled(self, channel: ChannelState) -> int:
+        account = self.store.ledger.accounts.get(channel_account(channel.chain, channel.channel_id))
+        return 0 if account is None else account.balance
+
+    def _on_accepted(self, channel: ChannelState, record: ClaimRecord) -> None:
+        chain = self.chains.get(channel.chain)
+        if chain is None or chain.config.settle_threshold is None:
+            return
+        if self.unsettled(channel) >= chain.config.settle_threshold:
+            self._spawn(self._settle_quietly(channel.channel_id, "threshold"))
+
+    async def _settle_quietly(self, channel_id: str, reason: str) -> None:
+        try:
+            await self.settle(channel_id, reason=reason)
+        except Exception as exc:
+            log.warning("settling %s (%s) failed: %s", channel_id, reason, exc)
+
+    # -- closing --------------------------------------------------------
+
+    async def settle(self, channel_id: str, *, reason: str) -> str:
+        """Close the channel with its best claim; returns the transaction hash."""
+        existing = self._settling.get(channel_id)
+        if existing is not None:
+            return await asyncio.shield(existing)
+        for record in self.store.settlements.values():
+            if record.channel_id == channel_id and record.status == "pending":
+                return record.tx_hash
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._settling[channel_id] = future
+        try:
+            tx_hash = await self._send(channel_id, reason)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(tx_hash)
+            return tx_hash
+        finally:
+            del self._settling[channel_id]
+
+    async def _send(self, channel_id: str, reason: str) -> str:
+        channel = await self.claims.channel(channel_id)
+        if channel is None:
+            raise ValueError("channel not found")
+        chain = self.chains.get(channel.chain)
+        if chain is None:
+            raise SettlementError(f"settlement is not enabled on {channel.chain}")
+        best = self.store.best_claims.get(channel_id)
+        if best is None:
+            raise ValueError("no accepted claim on this channel")
+        if channel.closed:
+            raise ValueError("channel is closed")
+        self.claims.mark_closed(channel_id)  # accept no claim the close would not pay
+        try:
+            tx_hash = await chain.close_channel(
+                channel_id, best.claim_amount, best.nonce, best.signature
+            )
+        except ChainUnavailable as exc:
+            self.claims.channels[channel_id] = channel
+            raise SettlementError(str(exc)) from None
+        log.info("settling %s on %s (%s): %s", channel_id, chain.name, reason, tx_hash)
+        record = SettlementRecord(
+            tx_hash, channel_id, chain.name, best.claim_amount, best.nonce, "pending"
+        )
+        await self.store.commit(Changes(), settlements=[record])
+        self._spawn(self._follow(record))
+        return tx_hash
+
+    async def _follow(self, record: SettlementRecord) -> None:
+        chain = self.chains[record.chain]
+        delay = self.receipt_interval
+        while True:
+            try:
+                receipt = await chain.receipt(record.tx_hash)
+            except ChainUnavailable:
+                receipt = None
+                delay = min(delay * 2, MAX_BACKOFF)
+            else:
+                delay = self.receipt_interval
+            if receipt is not None:
+                await self._book(record, receipt)
+                return
+            await asyncio.sleep(delay)
+
+    async def _book(self, record: SettlementRecord, receipt: Receipt) -> None:
+        ledger = self.store.ledger
+        changes = Changes()
+        if receipt.status == 1:
+            receivable = channel_account(record.chain, record.channel_id)
+            onchain, gas = onchain_account(record.chain), gas_account(record.chain)
+            for path in (receivable, onchain, gas):
+                changes.merge(ledger.ensure_account(path))
+            paid = ledger.accounts[receivable].balance
+            if paid > 0:
+                changes.merge(ledger.transfer(onchain, receivable, paid)[1])
+            if receipt.gas_cost > 0:
+                changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
+            done = replace(record, status="mined", gas_cost=receipt.gas_cost)
+            self.claims.mark_closed(record.channel_id)
+        else:
+            done = replace(record, status="failed", gas_cost=receipt.gas_cost)
+            self.claims.channels.pop(record.channel_id, None)  # look it up afresh
+            if receipt.gas_cost > 0:
+                onchain, gas = onchain_account(record.chain), gas_account(record.chain)
+                changes.merge(ledger.ensure_account(onchain))
+                changes.merge(ledger.ensure_account(gas))
+                changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
+        await self.store.commit(changes, settlements=[done])
+        waiter = self._booked_future(record.tx_hash)
+        if not waiter.done():
+            waiter.set_result(done)
+        log.info("settlement %s of %s: %s", record.tx_hash, record.channel_id, done.status)
+
+    def _booked_future(self, tx_hash: str) -> asyncio.Future[SettlementRecord]:
+        future = self._booked.get(tx_hash)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._booked[tx_hash] = future
+        return future
+
+    async def wait_booked(self, tx_hash: str) -> SettlementRecord:
+        """Wait until the settlement ``tx_hash`` is mined and booked (or failed)."""
+        record = self.store.settlements.get(tx_hash)
+        if record is not None and record.status != "pending":
+            return record
+        return await asyncio.shield(self._booked_future(tx_hash))
+
+    # -- the background loop --------------------------------------------
+
+    async def run(self) -> None:
+        """Resume pending settlements, then watch chains until cancelled."""
+        for record in list(self.store.settlements.values()):
+            if record.status == "pending" and record.chain in self.chains:
+                self.claims.mark_closed(record.channel_id)
+                self._spawn(self._follow(record))
+        while True:
+            for chain in self.chains.values():
+                await self._tick(chain)
+            await self._check_expirations()
+            await asyncio.sleep(self.poll_interval)
+
+    async def _tick(self, chain: EvmChain) -> None:
+        now = time.monotonic()
+        if now < self._next_probe.get(chain.name, 0.0):
+            return
+        try:
+            head = await chain.probe()
+            start = self._log_cursor.get(chain.name, max(head - 5000, 0))
+            if head >= start:
+                for channel_id in await chain.opened_channels(start, head):
+                    if channel_id not in self.claims.channels:
+                        found = await chain.get_channel(channel_id)
+                        if found is not None:
+                            self.claims.learn(found)
+                self._log_cursor[chain.name] = head + 1
+        except ChainUnavailable as exc:
+            backoff = min(self._backoff.get(chain.name, self.poll_interval) * 2, MAX_BACKOFF)
+            self._backoff[chain.name] = backoff
+            self._next_probe[chain.name] = now + backoff
+            log.warning("chain %s unreachable, retrying in %.0fs: %s", chain.name, backoff, exc)
+        else:
+            self._backoff.pop(chain.name, None)
+
+    async def _check_expirations(self) -> None:
+        now = self.clock()
+        for channel_id in list(self.store.best_claims):
+            channel = self.claims.channels.get(channel_id)
+            if channel is None or channel.closed or channel.chain not in self.chains:
+                continue
+            if now >= channel.expiration - self.expiry_margin and self.unsettled(channel) > 0:
+                await self._settle_quietly(channel_id, "expiring")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,127 @@
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dassie.claims.channels import InMemoryChannelSource
+from dassie.claims.service import ClaimService, VerificationUnavailable
+from dassie.ledger import REVENUE, LedgerStore, channel_account
+from dassie.testing import RELAY, claim_params, make_channel
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[ClaimService]:
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    source = InMemoryChannelSource("TEST", RELAY)
+    yield ClaimService(store, [source], expiry_margin=3600)
+    await store.close()
+
+
+async def verify(service: ClaimService, params: dict[str, str]) -> dict:
+    p = dict(params)
+    min_amount = int(p.pop("minAmount"))
+    result = await service.verify_params(
+        p["channelId"], p["claimAmount"], p["nonce"], p["signature"], p["currency"], min_amount
+    )
+    return result.to_json(time.time(), 3600)
+
+
+def add(service: ClaimService, **kwargs):  # type: ignore[no-untyped-def]
+    channel = make_channel(**kwargs)
+    service.sources[0].add(channel)  # type: ignore[attr-defined]
+    return channel
+
+
+async def test_accepts_and_credits_delta(service: ClaimService) -> None:
+    channel = add(service)
+    first = await verify(service, claim_params(channel.channel_id, 100, 1, min_amount=100))
+    assert first["valid"] is True and first["credited"] == "100"
+    assert first["channel"]["status"] == "open"
+    second = await verify(service, claim_params(channel.channel_id, 250, 2, min_amount=100))
+    assert second["credited"] == "150"
+    assert service.store.balance(REVENUE).balance == -250
+    assert service.store.balance(channel_account("TEST", channel.channel_id)).balance == 250
+    assert service.best_claim(channel.channel_id).nonce == 2  # type: ignore[union-attr]
+
+
+async def reason(service: ClaimService, params: dict[str, str]) -> str:
+    result = await verify(service, params)
+    assert result["valid"] is False
+    return str(result["reason"])
+
+
+async def test_every_reason(service: ClaimService) -> None:
+    good = add(service)
+    await verify(service, claim_params(good.channel_id, 100, 5))
+    bad_sig = claim_params(good.channel_id, 200, 6)
+    flipped = "1c" if bad_sig["signature"].endswith("1b") else "1b"
+    bad_sig["signature"] = bad_sig["signature"][:-2] + flipped
+    cases = {
+        "malformed-claim": {**claim_params(good.channel_id, 1, 6), "nonce": "-1"},
+        "insufficient-payment": claim_params(good.channel_id, 150, 6, min_amount=51),
+        "invalid-signature": claim_params(good.channel_id, 200, 6, key=b"\x33" * 32),
+        "invalid-nonce": claim_params(good.channel_id, 300, 5),
+        "channel-not-found": claim_params("0x" + "ab" * 32, 1, 1),
+        "channel-expired": claim_params(
+            add(service, expiration=int(time.time()) + 1800).channel_id, 1, 1
+        ),
+        "channel-closed": claim_params(add(service, closed=True).channel_id, 1, 1),
+        "insufficient-channel-balance": claim_params(good.channel_id, 10**6 + 1, 6),
+        "unsupported-currency": claim_params(good.channel_id, 200, 6, currency="USDC"),
+    }
+    for expected, params in cases.items():
+        assert await reason(service, params) == expected, expected
+    # a tampered signature is either unrecoverable or recovers someone else
+    assert await reason(service, bad_sig) == "invalid-signature"
+    # a channel that pays someone else is not found
+    other = add(service, recipient="0x" + "12" * 20)
+    assert await reason(service, claim_params(other.channel_id, 1, 1)) == "channel-not-found"
+    # nothing rejected was credited or recorded
+    assert service.store.balance(REVENUE).balance == -100
+    assert service.best_claim(good.channel_id).claim_amount == 100  # type: ignore[union-attr]
+
+
+async def test_racing_claims_with_same_nonce_credit_once(service: ClaimService) -> None:
+    channel = add(service)
+    same = [claim_params(channel.channel_id, 10 * (i + 1), 1) for i in range(20)]
+    results = await asyncio.gather(*(verify(service, p) for p in same))
+    assert sum(r["valid"] for r in results) == 1
+    assert {r.get("reason") for r in results if not r["valid"]} == {"invalid-nonce"}
+    credited = next(int(r["credited"]) for r in results if r["valid"])
+    assert service.store.balance(REVENUE).balance == -credited
+    assert service.sources[0].lookups == 1  # type: ignore[attr-defined]
+
+
+async def test_unreachable_chain_is_an_error_not_a_rejection(service: ClaimService) -> None:
+    service.sources[0].unavailable = "connection refused"  # type: ignore[attr-defined]
+    with pytest.raises(VerificationUnavailable):
+        await verify(service, claim_params("0x" + "cd" * 32, 1, 1))
+    assert service.store.ledger.accounts == {}
+
+
+async def test_top_up_is_seen_on_refresh(service: ClaimService) -> None:
+    from dataclasses import replace
+
+    channel = add(service, deposit=100)
+    assert (await verify(service, claim_params(channel.channel_id, 100, 1)))["valid"]
+    service.sources[0].add(replace(channel, deposit=1000))  # type: ignore[attr-defined]
+    assert (await verify(service, claim_params(channel.channel_id, 500, 2)))["valid"]
+
+
+async def test_claims_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    store = await LedgerStore.open(path)
+    source = InMemoryChannelSource("TEST", RELAY)
+    service = ClaimService(store, [source], 3600)
+    channel = make_channel()
+    source.add(channel)
+    for n in range(1, 6):
+        assert (await verify(service, claim_params(channel.channel_id, n * 10, n)))["valid"]
+    await store.close()
+    store = await LedgerStore.open(path)
+    service = ClaimService(store, [source], 3600)
+    assert await reason(service, claim_params(channel.channel_id, 60, 5)) == "invalid-nonce"
+    assert (await verify(service, claim_params(channel.channel_id, 70, 6)))["credited"] == "20"
+    await store.close()

@@ -1,0 +1,127 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dassie.ledger import (
+    Ledger,
+    LedgerError,
+    LedgerStore,
+    LimitExceeded,
+    TransferNotPending,
+    UnknownAccount,
+    UnknownTransfer,
+)
+
+PATHS = ["a/one", "a/two", "b/three", "peer/x/settlement"]
+
+operation = st.one_of(
+    st.tuples(
+        st.just("pending"), st.sampled_from(PATHS), st.sampled_from(PATHS), st.integers(-5, 1000)
+    ),
+    st.tuples(
+        st.just("transfer"), st.sampled_from(PATHS), st.sampled_from(PATHS), st.integers(-5, 1000)
+    ),
+    st.tuples(st.just("post"), st.integers(0, 40)),
+    st.tuples(st.just("void"), st.integers(0, 40)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(operation, max_size=60))
+def test_random_operations_keep_the_ledger_balanced(ops: list[tuple]) -> None:
+    ledger = Ledger()
+    for path in PATHS:
+        ledger.create_account(path)
+    ledger.create_account("limited", min_balance=-500)
+    finished: set[int] = set()
+    for op in ops:
+        kind = op[0]
+        before = {p: (a.balance, a.pending) for p, a in ledger.accounts.items()}
+        try:
+            if kind == "pending":
+                ledger.create_pending(op[1], op[2], op[3])
+            elif kind == "transfer":
+                ledger.transfer(op[1], "limited" if op[3] % 3 == 0 else op[2], op[3])
+            elif kind in ("post", "void"):
+                (ledger.post if kind == "post" else ledger.void)(op[1])
+                assert op[1] not in finished, "a transfer left the pending state twice"
+                finished.add(op[1])
+        except LedgerError:
+            # refused: nothing changed
+            assert before == {p: (a.balance, a.pending) for p, a in ledger.accounts.items()}
+        ledger.check_invariant()
+        assert ledger.accounts["limited"].balance >= -500
+
+
+def test_two_phase_and_errors() -> None:
+    ledger = Ledger()
+    ledger.create_account("x")
+    ledger.create_account("y", min_balance=-10)
+    tid, _ = ledger.create_pending("x", "y", 7)
+    assert ledger.accounts["y"].pending == -7 and ledger.accounts["y"].balance == 0
+    with pytest.raises(LimitExceeded):
+        ledger.create_pending("x", "y", 4)  # 7 pending + 4 > 10
+    ledger.post(tid)
+    assert ledger.accounts["x"].balance == 7 and ledger.accounts["x"].pending == 0
+    with pytest.raises(TransferNotPending):
+        ledger.post(tid)
+    with pytest.raises(TransferNotPending):
+        ledger.void(tid)
+    with pytest.raises(UnknownTransfer):
+        ledger.post(999)
+    with pytest.raises(UnknownAccount):
+        ledger.transfer("x", "nope", 1)
+    with pytest.raises(LedgerError):
+        ledger.transfer("x", "x", 1)
+    with pytest.raises(LedgerError):
+        ledger.create_account("bad path!")
+    ledger.check_invariant()
+
+
+async def test_store_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    store = await LedgerStore.open(path)
+    await store.create_account("a")
+    await store.create_account("b", min_balance=-100)
+    pending = await store.create_pending("a", "b", 30)
+    done = await store.create_pending("a", "b", 20)
+    await store.post(done)
+    voided = await store.create_pending("a", "b", 5)
+    await store.void(voided)
+    await store.transfer("b", "a", 3)
+    await store.close()
+    journal = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert journal == "wal"
+
+    again = await LedgerStore.open(path)
+    try:
+        assert again.balance("a").balance == 17
+        assert again.balance("b").pending == -30
+        assert again.balance("b").min_balance == -100
+        assert set(again.ledger.pending) == {pending}
+        again.ledger.check_invariant()
+        await again.post(pending)
+        with pytest.raises(TransferNotPending):
+            await again.post(done)
+        new = await again.transfer("a", "b", 1)
+        assert new > voided  # ids continue after a restart
+    finally:
+        await again.close()
+
+
+async def test_many_concurrent_operations_are_group_committed(tmp_path: Path) -> None:
+    import asyncio
+
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    await store.create_account("a")
+    await store.create_account("b")
+    before = store.commits
+    await asyncio.gather(*(store.transfer("a", "b", 1) for _ in range(500)))
+    assert store.commits - before < 500  # batched
+    await store.close()
+    reopened = await LedgerStore.open(tmp_path / "ledger.db")
+    assert reopened.balance("a").balance == 500
+    await reopened.close()

@@ -1,0 +1,135 @@
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from dassie.testing import TOKEN, claim_params, make_channel, running_node
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def call(ws: aiohttp.ClientWebSocketResponse, method: str, params: Any, rid: int = 1) -> Any:
+    await ws.send_str(
+        orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).decode()
+    )
+    return orjson.loads((await ws.receive()).data)
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer " + "x" * 40}, {"Authorization": TOKEN}]
+)
+async def test_auth_is_checked_before_the_upgrade(tmp_path: Path, headers: dict[str, str]) -> None:
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        for path in ("/trpc", "/rpc"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await http.ws_connect(node.url + path, headers=headers)
+            assert info.value.status == 401
+
+
+async def test_methods_and_errors_keep_the_connection(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        channel = make_channel()
+        node.source.add(channel)
+        async with http.ws_connect(node.url + "/trpc", headers=AUTH) as ws:
+            info = await call(ws, "node.getInfo", {})
+            assert info["result"]["ilpAddress"] == "test.dassie"
+            assert info["result"]["chains"][0]["name"] == "TEST"
+
+            await ws.send_str("{not json")
+            assert orjson.loads((await ws.receive()).data)["error"]["code"] == -32700
+            await ws.send_str('{"jsonrpc": "2.0", "id": 3}')
+            assert orjson.loads((await ws.receive()).data)["error"]["code"] == -32600
+            assert (await call(ws, "no.such", {}))["error"]["code"] == -32601
+            bad = await call(ws, "payment.verifyPaymentClaim", {"channelId": channel.channel_id})
+            assert bad["error"]["code"] == -32602
+            bad = await call(
+                ws,
+                "payment.verifyPaymentClaim",
+                {**claim_params(channel.channel_id, 5, 1), "minAmount": "x"},
+            )
+            assert bad["error"]["code"] == -32602
+            assert (await call(ws, "ledger.getBalance", {"account": 5}))["error"]["code"] == -32602
+            assert (await call(ws, "payment.getChannelState", {"channelId": "0x12"}))["error"][
+                "code"
+            ] == -32602
+
+            ok = await call(
+                ws, "payment.verifyPaymentClaim", claim_params(channel.channel_id, 5, 1)
+            )
+            assert ok["result"] == {**ok["result"], "valid": True, "credited": "5"}
+            state = await call(ws, "payment.getChannelState", {"channelId": channel.channel_id})
+            assert state["result"]["bestClaim"]["nonce"] == "1"
+            assert state["result"]["channel"]["deposit"] == str(channel.deposit)
+            balance = await call(ws, "ledger.getBalance", {"account": "revenue/relay"})
+            assert balance["result"]["balance"] == "-5"
+            accounts = await call(ws, "ledger.getAccounts", {})
+            assert {a["account"] for a in accounts["result"]["accounts"]} == {
+                "revenue/relay",
+                f"assets/channel/TEST/{channel.channel_id}",
+            }
+            settle = await call(ws, "settlement.settleChannel", {"channelId": channel.channel_id})
+            assert settle["error"]["code"] == -32000  # no EVM chain here
+
+            batch = [
+                {"jsonrpc": "2.0", "id": 10, "method": "node.getInfo"},
+                {"jsonrpc": "2.0", "method": "node.getInfo"},  # notification: no answer
+                {"jsonrpc": "2.0", "id": 11, "method": "nope"},
+                5,
+            ]
+            await ws.send_str(orjson.dumps(batch).decode())
+            answers = orjson.loads((await ws.receive()).data)
+            assert [a.get("id") for a in answers] == [10, 11, None]
+            assert "result" in answers[0] and answers[1]["error"]["code"] == -32601
+            assert answers[2]["error"]["code"] == -32600
+
+
+async def test_many_requests_in_flight_answered_by_id(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        channels = [make_channel() for _ in range(10)]
+        for c in channels:
+            node.source.add(c)
+        async with http.ws_connect(node.url + "/rpc", headers=AUTH) as ws:
+            rid = 0
+            expected: dict[int, str] = {}
+            for n in range(1, 21):
+                for c in channels:
+                    rid += 1
+                    expected[rid] = c.channel_id
+                    frame = {
+                        "jsonrpc": "2.0",
+                        "id": rid,
+                        "method": "payment.verifyPaymentClaim",
+                        "params": claim_params(c.channel_id, n * 3, n),
+                    }
+                    await ws.send_str(orjson.dumps(frame).decode())
+            answers = {}
+            while len(answers) < rid:
+                message = orjson.loads((await ws.receive()).data)
+                answers[message["id"]] = message
+            assert all(a["result"]["valid"] for a in answers.values())
+            assert all(
+                a["result"]["channel"]["channelId"] == expected[i] for i, a in answers.items()
+            )
+        assert node.node.store.balance("revenue/relay").balance == -60 * len(channels)
+
+
+async def test_health(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        async with http.get(node.url + "/health") as response:
+            body = await response.json()
+            assert response.status == 200
+            assert body["status"] == "healthy" and body["checks"]["ledger"]["status"] == "ok"
+        node.node.store.error = OSError("disk full")
+        async with http.get(node.url + "/health") as response:
+            assert response.status == 503
+            assert (await response.json())["status"] == "unhealthy"
+        async with http.ws_connect(node.url + "/rpc", headers=AUTH) as ws:
+            channel = make_channel()
+            node.source.add(channel)
+            answer = await call(
+                ws, "payment.verifyPaymentClaim", claim_params(channel.channel_id, 5, 1)
+            )
+            assert answer["error"]["code"] == -32000
+        node.node.store.error = None

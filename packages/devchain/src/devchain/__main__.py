@@ -1,0 +1,7 @@
+"""``python -m devchain``: same as the ``devchain`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

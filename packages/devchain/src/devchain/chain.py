@@ -1,0 +1,626 @@
+"""The dev chain: py-evm (through eth-tester) and its Ethereum JSON-RPC methods.
+
+No I/O here: :class:`DevChain` takes a method name and JSON params and returns
+a JSON-ready result or raises :class:`RpcError`. Every transaction is mined in
+its own block at once (automine); block timestamps follow the wall clock plus
+the offset that ``evm_increaseTime`` accumulates.
+
+Not thread-safe: callers serialise access (the server runs it on one thread).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from eth.abc import ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
+from eth.exceptions import Revert
+from eth.vm.spoof import SpoofTransaction
+from eth_abi.abi import decode
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import (
+    BlockNotFound,
+    FilterNotFound,
+    SnapshotNotFound,
+    TransactionNotFound,
+    ValidationError,
+)
+from eth_utils.address import to_checksum_address
+
+from payment_channel.artifacts import load_artifact
+
+from .accounts import ACCOUNTS, CHAIN_ID, FACTORY_ADDRESS, HD_PATH, INITIAL_BALANCE_WEI, MNEMONIC
+
+__all__ = ["CLIENT_VERSION", "DevChain", "RpcError"]
+
+CLIENT_VERSION = "devchain/0.1.0/py-evm"
+PRIORITY_FEE_WEI = 1_000_000_000
+_ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
+_BLOCK_TAGS = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
+_CAMEL = re.compile(r"_([a-z0-9])")
+
+# JSON-RPC error codes (https://www.jsonrpc.org/specification, EIP-1474, geth).
+INVALID_PARAMS = -32602
+METHOD_NOT_FOUND = -32601
+SERVER_ERROR = -32000
+EXECUTION_REVERTED = 3
+
+Json = Any
+Params = list[Json]
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object: ``{"code", "message", "data"?}``."""
+
+    def __init__(self, code: int, message: str, data: Json = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Json]:
+        error: dict[str, Json] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def _param(params: Params, index: int, default: Json = ...) -> Json:
+    if index < len(params) and params[index] is not None:
+        return params[index]
+    if default is ...:
+        raise RpcError(INVALID_PARAMS, f"missing value for required argument {index}")
+    return default
+
+
+def _quantity(value: Json, what: str) -> int:
+    """Parse a JSON-RPC quantity: ``0x``-hex string (or, leniently, a JSON integer)."""
+    if isinstance(value, bool):
+        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and value[:2] in ("0x", "0X"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
+
+
+def _data(value: Json, what: str) -> bytes:
+    if isinstance(value, str) and value[:2] in ("0x", "0X"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
+
+
+def _address(value: Json, what: str = "address") -> str:
+    raw = _data(value, what)
+    if len(raw) != 20:
+        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
+    return to_checksum_address(raw)
+
+
+def _hash(value: Json, what: str) -> str:
+    raw = _data(value, what)
+    if len(raw) != 32:
+        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
+    return "0x" + raw.hex()
+
+
+def _to_wire(value: Json) -> Json:
+    """eth-tester's output (snake_case keys, ints, bytes) -> JSON-RPC wire form."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return {_CAMEL.sub(lambda m: m.group(1).upper(), k): _to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_wire(v) for v in value]
+    return value
+
+
+def _wire_transaction(tx: dict[str, Json]) -> dict[str, Json]:
+    wire = _to_wire(tx)
+    wire["input"] = wire.pop("data", "0x")
+    if wire.get("to") == "":
+        wire["to"] = None
+    return cast(dict[str, Json], wire)
+
+
+def _wire_block(block: dict[str, Json]) -> dict[str, Json]:
+    transactions = block["transactions"]
+    wire = _to_wire({k: v for k, v in block.items() if k != "transactions"})
+    wire["miner"] = wire.pop("coinbase", "0x" + "00" * 20)
+    wire["logsBloom"] = "0x" + int(block.get("logs_bloom", 0)).to_bytes(256, "big").hex()
+    wire["transactions"] = [
+        _wire_transaction(tx) if isinstance(tx, dict) else tx for tx in transactions
+    ]
+    return cast(dict[str, Json], wire)
+
+
+def _wire_receipt(receipt: dict[str, Json]) -> dict[str, Json]:
+    wire = _to_wire({k: v for k, v in receipt.items() if k != "state_root"})
+    wire["logs"] = [_wire_log(log) for log in receipt["logs"]]
+    wire.setdefault("type", "0x2")
+    return cast(dict[str, Json], wire)
+
+
+def _wire_log(log: dict[str, Json]) -> dict[str, Json]:
+    wire = _to_wire({k: v for k, v in log.items() if k != "type"})
+    wire["removed"] = False
+    return cast(dict[str, Json], wire)
+
+
+# JSON-RPC transaction object -> eth-tester transaction dict.
+_TX_KEYS: dict[str, tuple[str, Callable[[Json, str], Json]]] = {
+    "from": ("from", _address),
+    "to": ("to", _address),
+    "gas": ("gas", _quantity),
+    "gasPrice": ("gas_price", _quantity),
+    "maxFeePerGas": ("max_fee_per_gas", _quantity),
+    "maxPriorityFeePerGas": ("max_priority_fee_per_gas", _quantity),
+    "value": ("value", _quantity),
+    "nonce": ("nonce", _quantity),
+    "data": ("data", _data),
+    "input": ("data", _data),
+    "chainId": ("chain_id", _quantity),
+}
+
+
+def _transaction_request(value: Json) -> dict[str, Json]:
+    if not isinstance(value, dict):
+        raise RpcError(INVALID_PARAMS, "a transaction is a JSON object")
+    tx: dict[str, Json] = {}
+    for key, item in value.items():
+        if key in _TX_KEYS and item is not None:
+            name, parse = _TX_KEYS[key]
+            parsed = parse(item, key)
+            tx[name] = "0x" + parsed.hex() if isinstance(parsed, bytes) else parsed
+    if "chain_id" in tx and tx.pop("chain_id") != CHAIN_ID:
+        raise RpcError(SERVER_ERROR, f"invalid chain id: expected {CHAIN_ID}")
+    if "gas_price" in tx and "max_fee_per_gas" in tx:
+        raise RpcError(INVALID_PARAMS, "both gasPrice and maxFeePerGas specified")
+    return tx
+
+
+class DevChain:
+    """A fresh dev chain: funded accounts, the ChannelFactory deployed, automine on."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._time_offset = 0
+        self._next_timestamp: int | None = None
+        self._snapshot_clocks: dict[int, tuple[int, int | None]] = {}
+        self._backend = PyEVMBackend.from_mnemonic(
+            MNEMONIC,
+            genesis_state_overrides={"balance": INITIAL_BALANCE_WEI},
+            num_accounts=len(ACCOUNTS),
+            hd_path=HD_PATH,
+        )
+        # setup_tester_chain builds a fresh chain class per backend: give it our id.
+        type(self._backend.chain).chain_id = CHAIN_ID
+        self._tester = EthereumTester(self._backend, auto_mine_transactions=True)
+        self.accounts: tuple[str, ...] = tuple(self._tester.get_accounts())
+        if self.accounts != tuple(address for address, _ in ACCOUNTS):
+            raise RuntimeError("genesis accounts do not match devchain.accounts.ACCOUNTS")
+        self.factory_address = self._deploy_factory()
+        self._methods: dict[str, Callable[[Params], Json]] = {
+            name[4:]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
+        }
+
+    def _deploy_factory(self) -> str:
+        artifact = load_artifact("ChannelFactory")
+        tx_hash = self.rpc_eth_sendTransaction(
+            [{"from": self.accounts[0], "data": artifact.bytecode, "gas": hex(5_000_000)}]
+        )
+        receipt = self._tester.get_transaction_receipt(tx_hash)
+        address = str(receipt["contract_address"])
+        if receipt["status"] != 1 or address != FACTORY_ADDRESS:
+            raise RuntimeError(f"ChannelFactory deployment failed (address {address})")
+        return address
+
+    # -- dispatch ---------------------------------------------------------
+
+    def has_method(self, method: str) -> bool:
+        return method in self._methods
+
+    def call(self, method: str, params: Json) -> Json:
+        """Run one JSON-RPC method; raises RpcError (never anything else for bad input)."""
+        handler = self._methods.get(method)
+        if handler is None:
+            raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+        if params is None:
+            params = []
+        if not isinstance(params, list):
+            raise RpcError(INVALID_PARAMS, "params must be an array")
+        try:
+            return handler(params)
+        except RpcError:
+            raise
+        except (BlockNotFound, TransactionNotFound, FilterNotFound, SnapshotNotFound) as exc:
+            raise RpcError(SERVER_ERROR, str(exc)) from exc
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            raise RpcError(SERVER_ERROR, f"invalid request: {exc}") from exc
+        except Exception as exc:  # py-evm's own ValidationError and friends
+            raise RpcError(SERVER_ERROR, f"{type(exc).__name__}: {exc}") from exc
+
+    # -- time -------------------------------------------------------------
+
+    def _latest_block(self) -> dict[str, Json]:
+        return cast(dict[str, Json], self._tester.get_block_by_number("latest"))
+
+    def _timestamp_for_next_block(self) -> int:
+        """Wall clock + offset (or the timestamp set for it), strictly after its parent."""
+        parent = int(self._latest_block()["timestamp"])
+        if self._next_timestamp is not None:
+            timestamp = self._next_timestamp
+        else:
+            timestamp = int(self._clock()) + self._time_offset
+        return max(timestamp, parent + 1)
+
+    def _prepare_next_block(self) -> None:
+        """Stamp the pending block just before a transaction or evm_mine fills it."""
+        timestamp = self._timestamp_for_next_block()
+        self._next_timestamp = None
+        chain = self._backend.chain
+        chain.header = chain.header.copy(timestamp=timestamp)
+
+    # -- block identifiers --------------------------------------------------
+
+    def _block_id(self, value: Json) -> int | str:
+        if isinstance(value, str) and value in _BLOCK_TAGS:
+            return value
+        if isinstance(value, dict):
+            if "blockHash" in value:
+                block = self._tester.get_block_by_hash(_hash(value["blockHash"], "blockHash"))
+                return int(block["number"])
+            if "blockNumber" in value:
+                return self._block_id(value["blockNumber"])
+        number = _quantity(value, "block number")
+        if number > int(self._latest_block()["number"]):
+            raise RpcError(SERVER_ERROR, f"header not found: block {number} is in the future")
+        return number
+
+    # -- web3 / net ----------------------------------------------------------
+
+    def rpc_web3_clientVersion(self, params: Params) -> Json:
+        return CLIENT_VERSION
+
+    def rpc_net_version(self, params: Params) -> Json:
+        return str(CHAIN_ID)
+
+    def rpc_net_listening(self, params: Params) -> Json:
+        return True
+
+    def rpc_eth_chainId(self, params: Params) -> Json:
+        return hex(CHAIN_ID)
+
+    def rpc_eth_syncing(self, params: Params) -> Json:
+        return False
+
+    def rpc_eth_accounts(self, params: Params) -> Json:
+        return list(self.accounts)
+
+    # -- state -----------------------------------------------------------------
+
+    def rpc_eth_blockNumber(self, params: Params) -> Json:
+        return hex(int(self._latest_block()["number"]))
+
+    def rpc_eth_getBalance(self, params: Params) -> Json:
+        address = _address(_param(params, 0))
+        return hex(self._tester.get_balance(address, self._block_id(_param(params, 1, "latest"))))
+
+    def rpc_eth_getTransactionCount(self, params: Params) -> Json:
+        address = _address(_param(params, 0))
+        return hex(self._tester.get_nonce(address, self._block_id(_param(params, 1, "latest"))))
+
+    def rpc_eth_getCode(self, params: Params) -> Json:
+        address = _address(_param(params, 0))
+        return self._tester.get_code(address, self._block_id(_param(params, 1, "latest")))
+
+    def rpc_eth_getStorageAt(self, params: Params) -> Json:
+        address = _address(_param(params, 0))
+        slot = _quantity(_param(params, 1), "storage slot")
+        block = self._block_id(_param(params, 2, "latest"))
+        return self._tester.get_storage_at(address, hex(slot), block)
+
+    # -- fees --------------------------------------------------------------------
+
+    def _pending_base_fee(self) -> int:
+        return int(self._backend.chain.header.base_fee_per_gas)
+
+    def rpc_eth_gasPrice(self, params: Params) -> Json:
+        return hex(self._pending_base_fee() + PRIORITY_FEE_WEI)
+
+    def rpc_eth_maxPriorityFeePerGas(self, params: Params) -> Json:
+        return hex(PRIORITY_FEE_WEI)
+
+    def rpc_eth_feeHistory(self, params: Params) -> Json:
+        count = _quantity(_param(params, 0), "block count")
+        newest_id = self._block_id(_param(params, 1, "latest"))
+        percentiles = _param(params, 2, [])
+        if not 1 <= count <= 1024:
+            raise RpcError(INVALID_PARAMS, "block count must be between 1 and 1024")
+        if not isinstance(percentiles, list):
+            raise RpcError(INVALID_PARAMS, "reward percentiles must be an array")
+        newest = int(self._tester.get_block_by_number(newest_id)["number"])
+        oldest = max(0, newest - count + 1)
+        base_fees: list[str] = []
+        ratios: list[float] = []
+        for number in range(oldest, newest + 1):
+            block = self._tester.get_block_by_number(number)
+            base_fees.append(hex(int(block["base_fee_per_gas"])))
+            ratios.append(int(block["gas_used"]) / int(block["gas_limit"]))
+        next_block = (
+            self._tester.get_block_by_number("pending")
+            if newest_id in ("latest", "pending")
+            else None
+        )
+        if next_block is not None:
+            base_fees.append(hex(int(next_block["base_fee_per_gas"])))
+        else:
+            base_fees.append(base_fees[-1])
+        result: dict[str, Json] = {
+            "oldestBlock": hex(oldest),
+            "baseFeePerGas": base_fees,
+            "gasUsedRatio": ratios,
+        }
+        if percentiles:
+            result["reward"] = [[hex(PRIORITY_FEE_WEI)] * len(percentiles) for _ in ratios]
+        return result
+
+    # -- execution without a transaction -------------------------------------------
+
+    def _simulation_vm(self, block: int | str) -> VirtualMachineAPI:
+        """A VM on the state after ``block``, with no base fee (calls cost nothing)."""
+        chain = self._backend.chain
+        if block in ("latest", "pending", "safe", "finalized"):
+            # The pending block, stamped as it would be if mined now.
+            header = chain.header.copy(
+                timestamp=self._timestamp_for_next_block(), base_fee_per_gas=0
+            )
+        else:
+            number = 0 if block == "earliest" else int(block)
+            header = chain.get_canonical_block_header_by_number(number).copy(base_fee_per_gas=0)
+        return cast(VirtualMachineAPI, chain.get_vm(header))
+
+    def _simulate(self, params: Params, *, estimate: bool = False) -> Json:
+        tx = _transaction_request(_param(params, 0))
+        tx.setdefault("from", "0x" + "00" * 20)
+        if not {"gas_price", "max_fee_per_gas", "max_priority_fee_per_gas"} & tx.keys():
+            tx["max_fee_per_gas"] = tx["max_priority_fee_per_gas"] = 0
+        vm = self._simulation_vm(self._block_id(_param(params, 1, "latest")))
+        raw_tx = self._tester.normalizer.normalize_inbound_transaction(tx)
+        state = vm.state
+        raw_tx.setdefault("gas", vm.get_header().gas_limit)
+        raw_tx.setdefault("nonce", state.get_nonce(raw_tx["from"]))
+        unsigned = self._backend._get_normalized_and_unsigned_evm_transaction(raw_tx)
+        spoofed = SpoofTransaction(unsigned, from_=raw_tx["from"])
+        snapshot = state.snapshot()
+        try:
+            computation = state.apply_transaction(cast(SignedTransactionAPI, spoofed))
+        finally:
+            state.revert(snapshot)
+        if computation.is_error:
+            raise _execution_error(computation)
+        if not estimate:
+            return "0x" + bytes(computation.output).hex()
+        return hex(self._backend.chain.gas_estimator(state, spoofed))
+
+    def rpc_eth_call(self, params: Params) -> Json:
+        return self._simulate(params)
+
+    def rpc_eth_estimateGas(self, params: Params) -> Json:
+        return self._simulate(params, estimate=True)
+
+    # -- transactions -------------------------------------------------------------------
+
+    def rpc_eth_sendRawTransaction(self, params: Params) -> Json:
+        raw = _data(_param(params, 0), "raw transaction")
+        if not raw:
+            raise RpcError(INVALID_PARAMS, "empty raw transaction")
+        self._check_raw_transaction(raw)
+        self._prepare_next_block()
+        return self._tester.send_raw_transaction("0x" + raw.hex())
+
+    def _check_raw_transaction(self, raw: bytes) -> None:
+        """Reject what a real node's mempool would, before touching the chain."""
+        try:
+            tx: SignedTransactionAPI = (
+                self._backend.chain.get_vm().get_transaction_builder().decode(raw)
+            )
+        except Exception as exc:
+            raise RpcError(SERVER_ERROR, f"invalid raw transaction: {exc}") from exc
+        if tx.chain_id is not None and tx.chain_id != CHAIN_ID:
+            raise RpcError(SERVER_ERROR, f"invalid chain id {tx.chain_id}: expected {CHAIN_ID}")
+        try:
+            tx.validate()
+            sender = to_checksum_address(tx.sender)
+        except Exception as exc:
+            raise RpcError(SERVER_ERROR, f"invalid transaction: {exc}") from exc
+        self._check_nonce_and_funds(sender, tx.nonce, tx.gas * tx.max_fee_per_gas + tx.value)
+
+    def _check_nonce_and_funds(self, sender: str, nonce: int, cost: int) -> None:
+        expected = self._tester.get_nonce(sender, "latest")
+        if nonce < expected:
+            raise RpcError(SERVER_ERROR, f"nonce too low: next nonce {expected}, tx nonce {nonce}")
+        if nonce > expected:
+            raise RpcError(SERVER_ERROR, f"nonce too high: next nonce {expected}, tx nonce {nonce}")
+        balance = self._tester.get_balance(sender, "latest")
+        if cost > balance:
+            raise RpcError(
+                SERVER_ERROR,
+                f"insufficient funds for gas * price + value: have {balance} want {cost}",
+            )
+
+    def rpc_eth_sendTransaction(self, params: Params) -> Json:
+        tx = _transaction_request(_param(params, 0))
+        sender = tx.get("from")
+        if sender not in self.accounts:
+            raise RpcError(SERVER_ERROR, f"unknown account {sender}: not unlocked on this node")
+        if "gas" not in tx:
+            tx["gas"] = _quantity(self.rpc_eth_estimateGas([_param(params, 0)]), "gas")
+        if "gas_price" not in tx:
+            tx.setdefault("max_priority_fee_per_gas", PRIORITY_FEE_WEI)
+            tx.setdefault(
+                "max_fee_per_gas", 2 * self._pending_base_fee() + tx["max_priority_fee_per_gas"]
+            )
+        fee = tx.get("gas_price") or tx["max_fee_per_gas"]
+        tx["nonce"] = tx.get("nonce", self._tester.get_nonce(sender, "latest"))
+        self._check_nonce_and_funds(sender, tx["nonce"], tx["gas"] * fee + tx.get("value", 0))
+        self._prepare_next_block()
+        return self._tester.send_transaction(tx)
+
+    def rpc_eth_getTransactionReceipt(self, params: Params) -> Json:
+        tx_hash = _hash(_param(params, 0), "transaction hash")
+        try:
+            receipt = self._tester.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+        if receipt["block_number"] is None:
+            return None
+        tx = self._tester.get_transaction_by_hash(tx_hash)
+        wire = _wire_receipt(receipt)
+        wire["from"] = tx["from"]
+        wire["to"] = tx["to"] or None
+        wire["type"] = _to_wire(tx.get("type", 2))
+        return wire
+
+    def rpc_eth_getTransactionByHash(self, params: Params) -> Json:
+        tx_hash = _hash(_param(params, 0), "transaction hash")
+        try:
+            return _wire_transaction(self._tester.get_transaction_by_hash(tx_hash))
+        except TransactionNotFound:
+            return None
+
+    # -- blocks and logs --------------------------------------------------------------
+
+    def rpc_eth_getBlockByNumber(self, params: Params) -> Json:
+        block_id = _param(params, 0)
+        full = bool(_param(params, 1, False))
+        try:
+            block_number = self._block_id(block_id)
+        except RpcError:
+            if isinstance(block_id, str) and block_id.startswith("0x"):
+                return None  # a future block: null, as real nodes answer
+            raise
+        try:
+            return _wire_block(self._tester.get_block_by_number(block_number, full))
+        except BlockNotFound:
+            return None
+
+    def rpc_eth_getBlockByHash(self, params: Params) -> Json:
+        block_hash = _hash(_param(params, 0), "block hash")
+        full = bool(_param(params, 1, False))
+        try:
+            return _wire_block(self._tester.get_block_by_hash(block_hash, full))
+        except BlockNotFound:
+            return None
+
+    def rpc_eth_getLogs(self, params: Params) -> Json:
+        criteria = _param(params, 0, {})
+        if not isinstance(criteria, dict):
+            raise RpcError(INVALID_PARAMS, "the filter is a JSON object")
+        if criteria.get("blockHash") is not None:
+            if criteria.get("fromBlock") is not None or criteria.get("toBlock") is not None:
+                raise RpcError(INVALID_PARAMS, "blockHash excludes fromBlock/toBlock")
+            number = self._block_id({"blockHash": criteria["blockHash"]})
+            from_block: int | str = number
+            to_block: int | str = number
+        else:
+            from_block = self._block_id(criteria.get("fromBlock") or "latest")
+            to_block = self._block_id(criteria.get("toBlock") or "latest")
+        address = criteria.get("address")
+        if isinstance(address, list):
+            address = [_address(a) for a in address]
+        elif address is not None:
+            address = _address(address)
+        topics = criteria.get("topics")
+        if topics is not None:
+            if not isinstance(topics, list):
+                raise RpcError(INVALID_PARAMS, "topics must be an array")
+            topics = [
+                None
+                if t is None
+                else [_hash(x, "topic") for x in t]
+                if isinstance(t, list)
+                else _hash(t, "topic")
+                for t in topics
+            ]
+        logs = self._tester.get_logs(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        return [_wire_log(log) for log in logs]
+
+    # -- development helpers -------------------------------------------------------------
+
+    def rpc_evm_increaseTime(self, params: Params) -> Json:
+        seconds = _param(params, 0)
+        if isinstance(seconds, str):
+            seconds = _quantity(seconds, "seconds")
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+            raise RpcError(INVALID_PARAMS, f"invalid seconds: {seconds!r}")
+        self._time_offset += seconds
+        return self._time_offset
+
+    def rpc_evm_setNextBlockTimestamp(self, params: Params) -> Json:
+        timestamp = _quantity(_param(params, 0), "timestamp")
+        latest = int(self._latest_block()["timestamp"])
+        if timestamp <= latest:
+            raise RpcError(
+                INVALID_PARAMS, f"timestamp {timestamp} is not after the latest block's {latest}"
+            )
+        self._next_timestamp = timestamp
+        self._time_offset = timestamp - int(self._clock())
+        return None
+
+    def rpc_evm_mine(self, params: Params) -> Json:
+        option = _param(params, 0, None)
+        if isinstance(option, dict):
+            option = option.get("timestamp")
+        if option is not None:
+            self.rpc_evm_setNextBlockTimestamp([option])
+        self._prepare_next_block()
+        self._tester.mine_blocks(1)
+        return "0x0"
+
+    def rpc_evm_snapshot(self, params: Params) -> Json:
+        snapshot = int(self._tester.take_snapshot())
+        self._snapshot_clocks[snapshot] = (self._time_offset, self._next_timestamp)
+        return hex(snapshot)
+
+    def rpc_evm_revert(self, params: Params) -> Json:
+        """Back to the snapshot (chain and clock offset); false for an unknown id."""
+        snapshot = _quantity(_param(params, 0), "snapshot id")
+        try:
+            self._tester.revert_to_snapshot(snapshot)
+        except SnapshotNotFound:
+            return False
+        self._time_offset, self._next_timestamp = self._snapshot_clocks.get(
+            snapshot, (self._time_offset, None)
+        )
+        return True
+
+
+def _execution_error(computation: ComputationAPI) -> RpcError:
+    error = computation.error
+    if isinstance(error, Revert):
+        data = bytes(error.args[0]) if error.args and isinstance(error.args[0], bytes) else b""
+        message = "execution reverted"
+        if data[:4] == _ERROR_STRING_SELECTOR:
+            try:
+                message += ": " + str(decode(["string"], data[4:])[0])
+            except Exception:
+                pass
+        return RpcError(EXECUTION_REVERTED, message, "0x" + data.hex())
+    return RpcError(SERVER_ERROR, f"execution failed: {type(error).__name__} {error}".strip())

@@ -1,0 +1,1 @@
+"""STREAM (RFC 29): packets, frames, encryption and key derivation."""

@@ -1,0 +1,192 @@
+"""The paid gate: prices an event, has the Dassie node verify its claim, maps the answer.
+
+Every refusal's message starts with the contract's OK prefix; a node that is
+down or slow refuses with ``error: payment verification temporarily unavailable``
+(never lets an event through unpaid).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from nostr_protocol.event import Event
+from payment_channel.tag import MalformedClaim, find_payment_tag, parse_payment_tag
+
+from .gate import Charge
+from .jsonrpc import RpcError
+from .pricing import Pricing
+from .rpc_client import DassieRpcClient, RpcUnavailable
+
+log = logging.getLogger("nostream.payments")
+
+PAYMENT_REQUIRED = "restricted: payment required"
+MALFORMED = "invalid: malformed payment claim"
+UNSUPPORTED_CURRENCY = "restricted: unsupported payment currency"
+UNAVAILABLE = "error: payment verification temporarily unavailable"
+
+REASON_MESSAGES: dict[str, str] = {
+    "malformed-claim": MALFORMED,
+    "insufficient-payment": "restricted: insufficient payment",
+    "invalid-signature": "restricted: invalid payment signature",
+    "invalid-nonce": "restricted: invalid payment nonce",
+    "channel-not-found": "restricted: payment channel not found",
+    "channel-expired": "restricted: payment channel expired",
+    "channel-closed": "restricted: payment channel closed",
+    "insufficient-channel-balance": "restricted: insufficient channel balance",
+    "unsupported-currency": UNSUPPORTED_CURRENCY,
+}
+FREE_TIER_COUNTER = "free-tier-events"
+
+
+class CounterStore(Protocol):
+    """The part of the event store the free tier needs."""
+
+    async def bump_counter(self, name: str, key: str, limit: int) -> bool: ...
+
+
+class NodeRpc(Protocol):
+    """The part of :class:`DassieRpcClient` the gate uses."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    last_error: str | None
+    url: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+
+
+def message_for_reason(reason: object) -> str:
+    """The OK message for a node's ``{valid: false, reason}``."""
+    if isinstance(reason, str) and reason in REASON_MESSAGES:
+        return REASON_MESSAGES[reason]
+    return f"restricted: payment rejected ({reason})"
+
+
+class NodePaidPublishing:
+    """A :class:`~nostream.payments.gate.PaymentGate` that charges through the Dassie node."""
+
+    def __init__(self, rpc: NodeRpc, pricing: Pricing, store: CounterStore | None = None) -> None:
+        self.rpc = rpc
+        self.pricing = pricing
+        self.store = store
+        self.node_info: dict[str, Any] | None = None
+
+    async def start(self) -> None:
+        await self.rpc.start()
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+    async def refresh_node_info(self) -> None:
+        """Fetch ``node.getInfo`` (called on every (re)connect) for NIP-11 ``payments``."""
+        info = await self.rpc.call("node.getInfo", {})
+        if isinstance(info, dict):
+            self.node_info = info
+
+    async def charge(self, event: Event) -> Charge:
+        if self.pricing.is_free(event.kind, event.pubkey):
+            return Charge(accepted=True, details={"free": "exempt"})
+        tag = find_payment_tag(event.tags)
+        if tag is None:
+            if await self._free_tier(event.pubkey):
+                return Charge(accepted=True, details={"free": "tier"})
+            return Charge(False, self._required_message(event.kind))
+        try:
+            claim = parse_payment_tag(tag)
+        except MalformedClaim as exc:
+            return Charge(False, f"{MALFORMED}: {exc}")
+        price = self.pricing.price(event.kind, claim.currency)
+        if price is None:
+            priced = ", ".join(sorted(self.pricing.currencies)) or "none"
+            return Charge(False, f"{UNSUPPORTED_CURRENCY}: {claim.currency} (priced: {priced})")
+        if price == 0:
+            return Charge(accepted=True, details={"free": "price-zero"})
+        params: dict[str, Any] = {**claim.to_rpc_params(), "minAmount": str(price)}
+        try:
+            answer = await self.rpc.call("payment.verifyPaymentClaim", params)
+        except RpcUnavailable as exc:
+            log.warning("payment for %s not verified: %s", event.id, exc)
+            return Charge(False, UNAVAILABLE)
+        except RpcError as exc:
+            if exc.code == -32602:
+                return Charge(False, f"{MALFORMED}: {exc.message}")
+            log.warning("node refused verifyPaymentClaim for %s: %s", event.id, exc)
+            return Charge(False, UNAVAILABLE)
+        if not isinstance(answer, dict):
+            log.warning("node answered verifyPaymentClaim with %r", answer)
+            return Charge(False, UNAVAILABLE)
+        if answer.get("valid") is True:
+            return Charge(
+                accepted=True,
+                details={
+                    "channelId": claim.channel_id,
+                    "credited": answer.get("credited"),
+                    "price": price,
+                    "currency": claim.currency,
+                },
+            )
+        reason = answer.get("reason")
+        message = message_for_reason(reason)
+        if reason == "insufficient-payment":
+            message = f"{message}: {price} {claim.currency} base units due for kind {event.kind}"
+        return Charge(False, message, details={"reason": reason})
+
+    async def _free_tier(self, pubkey: str) -> bool:
+        limit = self.pricing.free_tier_events
+        if limit <= 0 or self.store is None:
+            return False
+        return await self.store.bump_counter(FREE_TIER_COUNTER, pubkey, limit)
+
+    def _required_message(self, kind: int) -> str:
+        prices = [
+            f"{amount} {unit}"
+            for unit in sorted(self.pricing.currencies)
+            if (amount := self.pricing.price(kind, unit)) is not None
+        ]
+        due = " or ".join(prices) if prices else "see NIP-11 fees"
+        return f"{PAYMENT_REQUIRED}: {due} (base units) per kind {kind} event"
+
+    def health(self) -> tuple[str, dict[str, Any]]:
+        details: dict[str, Any] = {"url": self.rpc.url}
+        if self.rpc.connected:
+            return "ok", details
+        if self.rpc.last_error:
+            details["error"] = self.rpc.last_error
+        return "disconnected", details
+
+    def nip11_fees(self) -> dict[str, Any] | None:
+        return self.pricing.nip11_fees()
+
+    def nip11_payments(self) -> dict[str, Any] | None:
+        """NIP-11 ``payments``: how to pay this relay (tag form, chains, recipient address)."""
+        doc: dict[str, Any] = {
+            "tag": "payment",
+            "method": "ilp",
+            "currencies": sorted(self.pricing.currencies),
+        }
+        info = self.node_info
+        if info is not None:
+            chains = [
+                {
+                    "name": c.get("name"),
+                    "chainId": c.get("chainId"),
+                    "factory": c.get("factory"),
+                    "recipient": c.get("relayAddress"),
+                    "assets": c.get("assets", []),
+                }
+                for c in info.get("chains", [])
+                if isinstance(c, dict)
+            ]
+            doc["chains"] = chains
+            doc["ilpAddress"] = info.get("ilpAddress")
+        return doc
+
+
+def new_rpc_client(url: str, token: str | None, timeout: float) -> DassieRpcClient:
+    return DassieRpcClient(url, token, timeout=timeout)

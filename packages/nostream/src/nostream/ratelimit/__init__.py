@@ -1,0 +1,5 @@
+"""Rate limiting of events and messages per client."""
+
+from .base import MemoryRateLimiter, RateLimiter
+
+__all__ = ["MemoryRateLimiter", "RateLimiter"]

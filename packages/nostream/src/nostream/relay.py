@@ -1,0 +1,185 @@
+"""The relay's services and its ingest pipeline, shared by every connection.
+
+Ingest order: policy (cheap) -> rate limit -> duplicate -> id hash -> signature
+-> auth/protected -> expiry -> deletion/older-version checks -> payment
+(``gate.charge``) -> store (OK true only once durable) -> broadcast on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nostr_protocol.event import Event, KindClass
+from nostr_protocol.filters import Filter
+from nostr_protocol.nips import DELETION_KIND, deletion_targets, is_expired, is_protected
+from nostr_protocol.validate import InvalidEvent, check_id, check_signature
+
+from . import policy
+from .bus.base import EventBus
+from .config import Settings
+from .metrics import Metrics
+from .payments.gate import PaymentGate
+from .ratelimit.base import RateLimiter
+from .storage.base import EventStore, SaveOutcome, StorageError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger("nostream.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer to an EVENT: ``["OK", id, accepted, message]``."""
+
+    accepted: bool
+    message: str = ""
+
+
+class Relay:
+    """Holds storage, bus, rate limiter, payment gate and live sessions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        bus: EventBus,
+        limiter: RateLimiter,
+        gate: PaymentGate,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.limiter = limiter
+        self.gate = gate
+        self.metrics = Metrics()
+        self.sessions: set[Session] = set()
+        bus.subscribe(self._on_bus_event)
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    def _on_bus_event(self, event: Event) -> None:
+        encoded = event.to_json()
+        for session in list(self.sessions):
+            session.deliver(event, encoded)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def query(self, filters: Sequence[Filter]) -> list[Event]:
+        limits = self.settings.subscriptions
+        started = time.perf_counter()
+        try:
+            return await self.store.query(filters, limits.default_limit, limits.max_limit)
+        finally:
+            self.metrics.query_seconds.observe(time.perf_counter() - started)
+
+    async def count(self, filters: Sequence[Filter]) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.store.count(filters)
+        finally:
+            self.metrics.query_seconds.observe(time.perf_counter() - started)
+
+    # -- ingest ------------------------------------------------------------------------
+
+    async def ingest(self, event: Event, client_ip: str, authed: frozenset[str]) -> Verdict:
+        """Run ``event`` through the pipeline; count the outcome in the metrics."""
+        try:
+            verdict = await self._ingest(event, client_ip, authed)
+        except StorageError as exc:
+            log.error("storage failed for %s: %s", event.id, exc)
+            verdict = Verdict(False, "error: could not store the event, try again later")
+        if verdict.accepted:
+            self.metrics.events_accepted += 1
+        else:
+            self.metrics.reject(verdict.message)
+        return verdict
+
+    async def _ingest(self, event: Event, client_ip: str, authed: frozenset[str]) -> Verdict:
+        settings = self.settings
+        now = int(time.time())
+        refusal = policy.check_event(event, settings.events, now)
+        if refusal is not None:
+            return Verdict(False, refusal)
+        for index, rule in enumerate(settings.events.rate_limits):
+            if rule.applies_to(event.kind) and not await self.limiter.hit(
+                f"event:{index}:{client_ip}", rule.rate, rule.period_ms / 1000
+            ):
+                return Verdict(False, "rate-limited: slow down, too many events")
+        ephemeral = event.kind_class is KindClass.EPHEMERAL
+        if not ephemeral and await self.store.exists(event.id):
+            return Verdict(True, "duplicate: already have this event")
+        try:
+            check_id(event)
+            check_signature(event)
+        except InvalidEvent as exc:
+            return Verdict(False, f"invalid: {exc.reason}")
+        if settings.auth_required and not authed:
+            return Verdict(False, "auth-required: authenticate to publish to this relay")
+        if is_protected(event) and event.pubkey not in authed:
+            return Verdict(False, "auth-required: this event may only be published by its author")
+        if is_expired(event, now):
+            return Verdict(False, "invalid: event has expired")
+        if not ephemeral:
+            blocked = await self._superseded(event)
+            if blocked is not None:
+                return blocked
+        charge = await self.gate.charge(event)
+        if not charge.accepted:
+            return Verdict(False, charge.message or "restricted: payment refused")
+        if not ephemeral:
+            outcome = await self.store.save(event)
+            if outcome is SaveOutcome.DUPLICATE:
+                return Verdict(True, "duplicate: already have this event")
+            if outcome is SaveOutcome.SHADOWED:
+                return Verdict(False, "duplicate: a newer version of this event is stored")
+            if outcome is SaveOutcome.DELETED:
+                return Verdict(False, "blocked: this event was deleted by its author")
+            if event.kind == DELETION_KIND:
+                await self.store.delete(event)
+        await self.bus.publish(event)
+        return Verdict(True, "")
+
+    async def _superseded(self, event: Event) -> Verdict | None:
+        """A refusal when the author deleted this event or a newer version is stored."""
+        author = frozenset({event.pubkey})
+        kind5 = frozenset({DELETION_KIND})
+        deletions = [Filter(authors=author, kinds=kind5, tags={"e": frozenset({event.id})})]
+        address: str | None = None
+        cls = event.kind_class
+        if cls in (KindClass.REPLACEABLE, KindClass.ADDRESSABLE):
+            d_tag = event.d_tag() if cls is KindClass.ADDRESSABLE else ""
+            address = f"{event.kind}:{event.pubkey}:{d_tag}"
+            deletions.append(
+                Filter(
+                    authors=author,
+                    kinds=kind5,
+                    tags={"a": frozenset({address})},
+                    since=event.created_at,
+                )
+            )
+        found = await self.store.query(deletions, 1, 1)
+        for deletion in found:
+            ids, addresses = deletion_targets(deletion)
+            if event.id in ids or (
+                address is not None
+                and any(f"{k}:{p}:{d}" == address for k, p, d in addresses)
+                and deletion.created_at >= event.created_at
+            ):
+                return Verdict(False, "blocked: this event was deleted by its author")
+        if address is not None:
+            d_tag = event.d_tag()
+            tags = {"d": frozenset({d_tag})} if cls is KindClass.ADDRESSABLE and d_tag else {}
+            current = await self.store.query(
+                [Filter(authors=author, kinds=frozenset({event.kind}), tags=tags)], 500, 500
+            )
+            for other in current:
+                if cls is KindClass.ADDRESSABLE and other.d_tag() != event.d_tag():
+                    continue
+                if (other.created_at, event.id) > (event.created_at, other.id):
+                    return Verdict(False, "duplicate: a newer version of this event is stored")
+        return None

@@ -1,0 +1,5 @@
+"""The aiohttp adapter: one port serving WebSocket, NIP-11, /health and /metrics."""
+
+from .app import RelayServer
+
+__all__ = ["RelayServer"]

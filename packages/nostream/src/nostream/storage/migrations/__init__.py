@@ -1,0 +1,1 @@
+"""SQL migrations of the storage backends, one folder per backend."""

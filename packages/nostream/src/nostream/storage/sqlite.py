@@ -1,0 +1,485 @@
+"""SQLite event storage (WAL): one writer thread batching commits, a pool of readers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from nostr_protocol.event import Event, KindClass
+from nostr_protocol.filters import Filter
+from nostr_protocol.nips import deletion_targets
+
+from .base import SaveOutcome, StorageError, effective_limit, expiration_of
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        pubkey TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        content TEXT NOT NULL,
+        sig TEXT NOT NULL,
+        d_tag TEXT,
+        expires_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX events_address ON events (pubkey, kind, d_tag) WHERE d_tag IS NOT NULL;
+    CREATE INDEX events_created ON events (created_at DESC, id);
+    CREATE INDEX events_pubkey ON events (pubkey, created_at DESC);
+    CREATE INDEX events_kind ON events (kind, created_at DESC);
+    CREATE INDEX events_expires ON events (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE event_tags (
+        event_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX event_tags_value ON event_tags (name, value, created_at DESC);
+    CREATE INDEX event_tags_event ON event_tags (event_id);
+    CREATE TABLE deletions (
+        pubkey TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (pubkey, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE counters (
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (name, key)
+    ) WITHOUT ROWID;
+    """,
+)
+
+_COLUMNS = "id, pubkey, created_at, kind, tags, content, sig"
+_MAX_BATCH = 512
+
+
+def _address_d(event: Event) -> str | None:
+    """The ``d_tag`` column: '' for replaceable, the d value for addressable, else NULL."""
+    cls = event.kind_class
+    if cls is KindClass.REPLACEABLE:
+        return ""
+    if cls is KindClass.ADDRESSABLE:
+        return event.d_tag()
+    return None
+
+
+def _row_to_event(row: Sequence[Any]) -> Event:
+    tags = tuple(tuple(t) for t in orjson.loads(row[4]))
+    return Event(row[0], row[1], row[2], row[3], tags, row[5], row[6])
+
+
+def filter_sql(f: Filter, now: int) -> tuple[str, list[Any]]:
+    """A WHERE clause (without ``WHERE``) and its parameters for one filter."""
+    clauses = ["(expires_at IS NULL OR expires_at > ?)"]
+    params: list[Any] = [now]
+    if f.ids is not None:
+        clauses.append("id IN (SELECT value FROM json_each(?))")
+        params.append(orjson.dumps(sorted(f.ids)).decode())
+    if f.authors is not None:
+        clauses.append("pubkey IN (SELECT value FROM json_each(?))")
+        params.append(orjson.dumps(sorted(f.authors)).decode())
+    if f.kinds is not None:
+        clauses.append("kind IN (SELECT value FROM json_each(?))")
+        params.append(orjson.dumps(sorted(f.kinds)).decode())
+    if f.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(f.since)
+    if f.until is not None:
+        clauses.append("created_at <= ?")
+        params.append(f.until)
+    for letter, values in sorted(f.tags.items()):
+        clauses.append(
+            "id IN (SELECT event_id FROM event_tags WHERE name = ? "
+            "AND value IN (SELECT value FROM json_each(?)))"
+        )
+        params.extend([letter, orjson.dumps(sorted(values)).decode()])
+    return " AND ".join(clauses), params
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class _Op:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SqliteEventStore:
+    """:class:`~nostream.storage.base.EventStore` on a local SQLite file in WAL mode.
+
+    All writes go through one thread that groups whatever is queued (up to
+    512 operations) into one transaction and one commit; each operation runs
+    in its own savepoint so one failure does not spoil the others. Reads run on
+    a small pool of reader connections.
+    """
+
+    def __init__(self, path: str | Path, readers: int = 4) -> None:
+        self.path = Path(path)
+        self._readers = readers
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self.commits = 0
+        """How many write transactions were committed (batching makes it < saves)."""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            writer = await asyncio.to_thread(self._open_writer)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        for _ in range(self._readers):
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only=ON")
+            self._all.append(conn)
+            self._pool.put(conn)
+        self._executor = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-read")
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return conn
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._ops.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for conn in self._all:
+            conn.close()
+        self._all.clear()
+
+    # -- the writer --------------------------------------------------------------------
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._ops.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        op = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if op is None:
+                        stop = True
+                        break
+                    batch.append(op)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((op.fn(conn), None))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    err = exc if not isinstance(exc, sqlite3.Error) else StorageError(str(exc))
+                    results.append((None, err))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            results = [(None, StorageError(f"commit failed: {exc}"))] * len(batch)
+        for op, (result, error) in zip(batch, results, strict=True):
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                op.loop.call_soon_threadsafe(_resolve, op.future, result, error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StorageError("store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._ops.put(_Op(fn, loop, future))
+        return await future
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise StorageError("store is not open")
+
+        def run() -> T:
+            conn = self._pool.get()
+            try:
+                return fn(conn)
+            finally:
+                self._pool.put(conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def save(self, event: Event) -> SaveOutcome:
+        return await self._write(lambda conn: self._save(conn, event))
+
+    @staticmethod
+    def _save(conn: sqlite3.Connection, event: Event) -> SaveOutcome:
+        if conn.execute("SELECT 1 FROM events WHERE id = ?", (event.id,)).fetchone():
+            return SaveOutcome.DUPLICATE
+        d_tag = _address_d(event)
+        targets = [event.id]
+        if d_tag is not None:
+            targets.append(f"{event.kind}:{event.pubkey}:{d_tag}")
+        for target in targets:
+            row = conn.execute(
+                "SELECT created_at FROM deletions WHERE pubkey = ? AND target = ?",
+                (event.pubkey, target),
+            ).fetchone()
+            if row is not None and (target == event.id or row[0] >= event.created_at):
+                return SaveOutcome.DELETED
+        if d_tag is not None:
+            row = conn.execute(
+                "SELECT id, created_at FROM events WHERE pubkey = ? AND kind = ? AND d_tag = ?",
+                (event.pubkey, event.kind, d_tag),
+            ).fetchone()
+            if row is not None:
+                old_id, old_created = row
+                if old_created > event.created_at or (
+                    old_created == event.created_at and old_id < event.id
+                ):
+                    return SaveOutcome.SHADOWED
+                conn.execute("DELETE FROM events WHERE id = ?", (old_id,))
+                conn.execute("DELETE FROM event_tags WHERE event_id = ?", (old_id,))
+        conn.execute(
+            f"INSERT INTO events ({_COLUMNS}, d_tag, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.id,
+                event.pubkey,
+                event.created_at,
+                event.kind,
+                orjson.dumps([list(t) for t in event.tags]).decode(),
+                event.content,
+                event.sig,
+                d_tag,
+                expiration_of(event),
+            ),
+        )
+        rows = [
+            (event.id, t[0], t[1], event.created_at)
+            for t in event.tags
+            if len(t) > 1 and len(t[0]) == 1
+        ]
+        if rows:
+            conn.executemany(
+                "INSERT INTO event_tags (event_id, name, value, created_at) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        return SaveOutcome.STORED
+
+    async def delete(self, deletion: Event) -> int:
+        return await self._write(lambda conn: self._delete(conn, deletion))
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, deletion: Event) -> int:
+        ids, addresses = deletion_targets(deletion)
+        removed = 0
+        for event_id in ids:
+            conn.execute(
+                "INSERT INTO deletions (pubkey, target, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (deletion.pubkey, event_id, deletion.created_at),
+            )
+            cur = conn.execute(
+                "DELETE FROM events WHERE id = ? AND pubkey = ? AND kind != 5",
+                (event_id, deletion.pubkey),
+            )
+            if cur.rowcount:
+                conn.execute("DELETE FROM event_tags WHERE event_id = ?", (event_id,))
+                removed += cur.rowcount
+        for kind, pubkey, d_tag in addresses:
+            conn.execute(
+                "INSERT INTO deletions (pubkey, target, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
+                (pubkey, f"{kind}:{pubkey}:{d_tag}", deletion.created_at),
+            )
+            victims = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM events WHERE pubkey = ? AND kind = ? AND d_tag = ? "
+                    "AND created_at <= ?",
+                    (pubkey, kind, d_tag, deletion.created_at),
+                )
+            ]
+            for victim in victims:
+                conn.execute("DELETE FROM events WHERE id = ?", (victim,))
+                conn.execute("DELETE FROM event_tags WHERE event_id = ?", (victim,))
+            removed += len(victims)
+        return removed
+
+    async def bump_counter(self, name: str, key: str, limit: int) -> bool:
+        def bump(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "INSERT INTO counters (name, key, value) VALUES (?, ?, 0) ON CONFLICT DO NOTHING",
+                (name, key),
+            )
+            cur = conn.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = ? AND key = ? AND value < ?",
+                (name, key, limit),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(bump)
+
+    async def purge_expired(self) -> int:
+        """Remove events whose NIP-40 expiration has passed; returns how many."""
+
+        def purge(conn: sqlite3.Connection) -> int:
+            now = int(time.time())
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM events WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    (now,),
+                )
+            ]
+            for event_id in ids:
+                conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+                conn.execute("DELETE FROM event_tags WHERE event_id = ?", (event_id,))
+            return len(ids)
+
+        return await self._write(purge)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def query(
+        self, filters: Sequence[Filter], default_limit: int, max_limit: int
+    ) -> list[Event]:
+        now = int(time.time())
+        plans: list[tuple[str, list[Any]]] = []
+        for f in filters:
+            limit = effective_limit(f, default_limit, max_limit)
+            if limit == 0 or f.is_empty_result():
+                continue
+            where, params = filter_sql(f, now)
+            plans.append(
+                (
+                    f"SELECT {_COLUMNS} FROM events WHERE {where} "
+                    "ORDER BY created_at DESC, id ASC LIMIT ?",
+                    [*params, limit],
+                )
+            )
+        if not plans:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            seen: dict[str, Event] = {}
+            for sql, params in plans:
+                for row in conn.execute(sql, params):
+                    if row[0] not in seen:
+                        seen[row[0]] = _row_to_event(row)
+            return sorted(seen.values(), key=lambda e: (-e.created_at, e.id))
+
+        return await self._read(run)
+
+    async def count(self, filters: Sequence[Filter]) -> int:
+        now = int(time.time())
+        parts: list[str] = []
+        params: list[Any] = []
+        for f in filters:
+            if f.is_empty_result():
+                continue
+            where, p = filter_sql(f, now)
+            parts.append(f"({where})")
+            params.extend(p)
+        if not parts:
+            return 0
+        sql = "SELECT COUNT(*) FROM events WHERE " + " OR ".join(parts)
+        return await self._read(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+
+    async def exists(self, event_id: str) -> bool:
+        now = int(time.time())
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (event_id, now),
+            ).fetchone()
+            return row is not None
+
+        return await self._read(run)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(lambda conn: conn.execute("SELECT 1").fetchone() == (1,))
+        except StorageError:
+            return False

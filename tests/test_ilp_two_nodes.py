@@ -1,0 +1,273 @@
+"""Two dassie nodes peered over BTP: STREAM payments, prepaid balances, limits, dropped peers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from dassie.app import build_app
+from dassie.ilp import service_of
+from dassie.ilp.accounts import NODE, peer_account, prepaid_account
+from dassie.node import Node
+from dassie.testing import TOKEN, make_config
+from interledger import btp, spsp
+from interledger.packet import Prepare, Reject, decode_packet, encode_packet
+
+LINK_TOKEN = "link-token-0123456789abcdef"
+PUBKEY = "ab" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Running:
+    node: Node
+    url: str
+
+
+@asynccontextmanager
+async def node(
+    tmp: Path, name: str, peers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    monkeypatch.setenv("ILP_PEERS", json.dumps(peers))
+    monkeypatch.setenv("ILP_ASSET_CODE", "ETH")
+    n = Node(make_config(tmp / f"{name}.db", ilp_address=f"test.{name}"), sources=[])
+    runner = web.AppRunner(build_app(n))  # reads ILP_* now
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield Running(n, f"http://127.0.0.1:{runner.addresses[0][1]}")
+    finally:
+        await runner.cleanup()
+
+
+async def rpc(url: str, method: str, params: dict[str, Any]) -> Any:
+    async with aiohttp.ClientSession() as http, http.ws_connect(url + "/trpc", headers=AUTH) as ws:
+        await ws.send_str(
+            orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).decode()
+        )
+        return orjson.loads((await ws.receive()).data)
+
+
+def balances(n: Node) -> dict[str, int]:
+    return {a.path: a.balance for a in n.store.accounts()}
+
+
+def assert_consistent(n: Node) -> None:
+    n.store.ledger.check_invariant()
+    assert n.store.ledger.pending == {}
+    assert sum(balances(n).values()) == 0
+
+
+@asynccontextmanager
+async def pair(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, credit_limit: int = 10**6
+) -> AsyncIterator[tuple[Running, Running]]:
+    peer1 = {
+        "name": "node1",
+        "token": LINK_TOKEN,
+        "routes": ["test.node1"],
+        "creditLimit": str(credit_limit),
+    }
+    async with node(tmp, "node2", [peer1], monkeypatch) as n2:
+        peer2 = {
+            "name": "node2",
+            "token": LINK_TOKEN,
+            "routes": ["test.node2"],
+            "url": n2.url.replace("http", "ws") + "/btp",
+            "maxPacketAmount": "400",
+        }
+        async with node(tmp, "node1", [peer2], monkeypatch) as n1:
+            await service_of(n1.node).link_up["node2"].wait()
+            await service_of(n2.node).link_up["node1"].wait()
+            service_of(n1.node).retry_delay = 0.001  # keep retries of temporary failures quick
+            yield n1, n2
+
+
+async def test_stream_payment_credits_prepaid_balance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pair(tmp_path, monkeypatch) as (n1, n2):
+        pointer = f"{n2.url}/.well-known/pay/{PUBKEY}"
+        paid = await rpc(n1.url, "ilp.pay", {"paymentPointer": pointer, "amount": "1000"})
+        assert paid["result"] == {
+            "success": True,
+            "amount": "1000",
+            "delivered": "1000",
+            "packets": 3,
+        }  # 400 + 400 + 200: node2's max packet
+        assert balances(n1.node) == {NODE: 1000, peer_account("node2"): -1000}
+        assert balances(n2.node) == {peer_account("node1"): 1000, prepaid_account(PUBKEY): -1000}
+        assert_consistent(n1.node)
+        assert_consistent(n2.node)
+
+        got = await rpc(n2.url, "payment.getPrepaidBalance", {"pubkey": PUBKEY})
+        assert got["result"]["balance"] == "1000"
+        spent = await rpc(
+            n2.url, "payment.spendPrepaid", {"pubkey": PUBKEY, "amount": "600", "currency": "ETH"}
+        )
+        assert spent["result"] == {"valid": True, "credited": "600", "balance": "400"}
+        short = await rpc(
+            n2.url, "payment.spendPrepaid", {"pubkey": PUBKEY, "amount": "401", "currency": "ETH"}
+        )
+        assert short["result"] == {
+            "valid": False,
+            "reason": "insufficient-payment",
+            "balance": "400",
+        }
+        other = await rpc(
+            n2.url, "payment.spendPrepaid", {"pubkey": PUBKEY, "amount": "1", "currency": "CRO"}
+        )
+        assert other["result"] == {"valid": False, "reason": "unsupported-currency"}
+        stranger = await rpc(
+            n2.url, "payment.spendPrepaid", {"pubkey": "cd" * 32, "amount": "1", "currency": "ETH"}
+        )
+        assert stranger["result"]["valid"] is False
+        for bad in (
+            {"pubkey": "xyz", "amount": "1"},
+            {"pubkey": PUBKEY, "amount": "-1"},
+            {"pubkey": PUBKEY, "amount": "0"},
+        ):
+            assert (await rpc(n2.url, "payment.spendPrepaid", bad))["error"]["code"] == -32602
+        assert balances(n2.node)["revenue/relay"] == -600
+        assert_consistent(n2.node)
+
+        # The SPSP answer itself: a fresh connection under node2's address.
+        async with aiohttp.ClientSession() as http, http.get(pointer) as resp:
+            assert resp.headers["Content-Type"].startswith(spsp.CONTENT_TYPE)
+            details = spsp.decode_response(await resp.read())
+        assert details.destination_account.startswith(f"test.node2.{PUBKEY}.")
+
+
+async def test_credit_limit_stops_payment_with_t04(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pair(tmp_path, monkeypatch, credit_limit=500) as (n1, n2):
+        pointer = f"{n2.url}/pay/{PUBKEY}"
+        paid = await rpc(n1.url, "ilp.pay", {"paymentPointer": pointer, "amount": "1000"})
+        result = paid["result"]
+        assert result["success"] is False and result["delivered"] == "400"
+        assert result["error"].startswith("T04")
+        assert balances(n2.node)[prepaid_account(PUBKEY)] == -400
+        assert balances(n1.node)[NODE] == 400
+        assert_consistent(n1.node)
+        assert_consistent(n2.node)
+
+
+async def test_bad_payment_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with pair(tmp_path, monkeypatch) as (n1, n2):
+        for params in (
+            {"paymentPointer": "", "amount": "1"},
+            {"paymentPointer": "$x", "amount": "one"},
+        ):
+            assert (await rpc(n1.url, "ilp.pay", params))["error"]["code"] == -32602
+        missing = await rpc(
+            n1.url, "ilp.pay", {"paymentPointer": n2.url + "/nothing-here", "amount": "5"}
+        )
+        assert "HTTP 404" in missing["error"]["message"]
+        assert all(v == 0 for v in balances(n1.node).values())
+
+
+async def test_btp_auth_and_malformed_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pair(tmp_path, monkeypatch) as (_, n2), aiohttp.ClientSession() as http:
+        ws_url = n2.url.replace("http", "ws") + "/btp"
+        async with http.ws_connect(ws_url) as ws:
+            await ws.send_bytes(btp.encode_btp(btp.auth_message(1, "wrong-token-xxxxxxxxx")))
+            answer = btp.decode_btp((await ws.receive()).data)
+            assert isinstance(answer, btp.BtpError) and answer.name == "invalid auth token"
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+        async with http.ws_connect(ws_url) as ws:
+            await ws.send_bytes(btp.encode_btp(btp.auth_message(7, LINK_TOKEN)))
+            assert btp.decode_btp((await ws.receive()).data) == btp.BtpResponse(7)
+            await ws.send_bytes(b"\x06\x00")  # truncated BTP
+            err = btp.decode_btp((await ws.receive()).data)
+            assert isinstance(err, btp.BtpError) and err.code == "F00"
+            # The link survives: a Prepare to nowhere gets an ILP Reject back.
+            prepare = Prepare(
+                5, datetime.now(UTC) + timedelta(seconds=5), bytes(32), "test.nowhere.x", b""
+            )
+            msg = btp.BtpMessage(8, (btp.ProtocolData("ilp", 0, encode_packet(prepare)),))
+            await ws.send_bytes(btp.encode_btp(msg))
+            reply = btp.decode_btp((await ws.receive()).data)
+            assert isinstance(reply, btp.BtpResponse) and reply.request_id == 8
+            reject = decode_packet(reply.protocol_data[0].data)
+            assert isinstance(reject, Reject) and reject.code == "F02"
+        # ILP over HTTP with the same peer token.
+        good = {"Authorization": f"Bearer {LINK_TOKEN}"}
+        async with http.post(n2.url + "/ilp", data=encode_packet(prepare)) as resp:
+            assert resp.status == 401
+        async with http.post(n2.url + "/ilp", data=b"\x0c\x05", headers=good) as resp:
+            assert resp.status == 400 and "malformed" in await resp.text()
+        async with http.post(n2.url + "/ilp", data=encode_packet(prepare), headers=good) as resp:
+            answer_packet = decode_packet(await resp.read())
+            assert isinstance(answer_packet, Reject) and answer_packet.code == "F02"
+        assert_consistent(n2.node)
+
+
+async def test_peer_dropping_mid_payment_posts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that takes the Prepare and hangs up: every hold is voided, nothing posted."""
+    prepares_seen = 0
+
+    async def flaky_btp(request: web.Request) -> web.WebSocketResponse:
+        nonlocal prepares_seen
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        auth = btp.decode_btp((await ws.receive()).data)
+        await ws.send_bytes(btp.encode_btp(btp.BtpResponse(auth.request_id)))
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            prepares_seen += 1
+        await ws.close()  # drop in the middle: no answer
+        return ws
+
+    async def flaky_spsp(request: web.Request) -> web.Response:
+        return web.Response(
+            body=spsp.encode_response(spsp.SpspResponse("test.flaky.bob", bytes(32))),
+            content_type=spsp.CONTENT_TYPE,
+        )
+
+    app = web.Application()
+    app.router.add_get("/btp", flaky_btp)
+    app.router.add_get("/.well-known/pay", flaky_spsp)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    flaky_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        peer = {
+            "name": "flaky",
+            "token": LINK_TOKEN,
+            "routes": ["test.flaky"],
+            "url": flaky_url.replace("http", "ws") + "/btp",
+        }
+        async with node(tmp_path, "node1", [peer], monkeypatch) as n1:
+            await service_of(n1.node).link_up["flaky"].wait()
+            service_of(n1.node).retry_delay = 0.001
+            paid = await rpc(
+                n1.url,
+                "ilp.pay",
+                {"paymentPointer": flaky_url + "/.well-known/pay", "amount": "50"},
+            )
+            result = paid["result"]
+            assert result["success"] is False and result["delivered"] == "0"
+            assert result["error"].startswith("T01")
+            assert prepares_seen >= 1
+            assert_consistent(n1.node)
+            assert all(v == 0 for v in balances(n1.node).values())
+    finally:
+        await runner.cleanup()
