@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -269,5 +270,9 @@ async def test_peer_dropping_mid_payment_posts_nothing(
             assert prepares_seen >= 1
             assert_consistent(n1.node)
             assert all(v == 0 for v in balances(n1.node).values())
+            # Each Prepare was held (pending) and then voided in the durable ledger.
+            with sqlite3.connect(n1.node.store.path) as db:
+                states = [row[0] for row in db.execute("SELECT state FROM transfers")]
+            assert len(states) >= prepares_seen and set(states) == {"voided"}
     finally:
         await runner.cleanup()

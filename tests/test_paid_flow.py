@@ -21,7 +21,7 @@ import pytest
 from devchain.accounts import ACCOUNTS
 from nostr_pay.chain import Chain
 from nostr_pay.cli import main
-from nostr_pay.devstack import DevStack, StackConfig
+from nostr_pay.devstack import DevStack, StackConfig, unlimited_settings
 from nostr_pay.relay import RelayConnection, fetch_nip11
 from nostr_protocol.event import Event
 from nostr_protocol.keys import generate_secret_key, public_key_hex, sign_event
@@ -45,6 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         chain_port=free_port(),
         node_port=free_port(),
         relay_port=free_port(),
+        relay_settings=unlimited_settings(),
         relay_env={
             "PRICING_STORE_EVENT": str(PRICE),
             "PRICING_KIND_OVERRIDES": f"30023:{LONG_PRICE}",
@@ -312,6 +313,13 @@ async def test_nostr_pay_command_opens_a_channel_and_counts_up(
     state = json.loads((tmp_path / "channels.json").read_text())
     [channel] = state["channels"].values()
     assert (channel["claim_amount"], channel["nonce"]) == (2 * PRICE, 2)
+    # Once the relay settles (closes) that channel, the next run opens a fresh one.
+    await node_call(stack, "settlement.settleChannel", {"channelId": channel["channel_id"]})
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = await asyncio.to_thread(main, [*base[3:], "publish", "third"])
+    assert code == 0, buffer.getvalue()
+    assert "opened channel" in buffer.getvalue() and "nonce 1," in buffer.getvalue()
 
 
 async def test_node_down_degrades_and_refuses_then_recovers(stack: DevStack) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from devchain.accounts import ACCOUNTS
 from nostr_pay.chain import Chain
-from nostr_pay.devstack import DevStack, StackConfig
+from nostr_pay.devstack import DevStack, StackConfig, unlimited_settings
 from nostr_pay.relay import RelayConnection
 from nostr_protocol.keys import generate_secret_key, public_key_hex, sign_event
 from payment_channel.claim import Claim, sign_claim
@@ -48,6 +48,7 @@ async def test_paid_flow_on_postgres_and_redis(
         chain_port=free_port(),
         node_port=free_port(),
         relay_port=free_port(),
+        relay_settings=unlimited_settings(),
         relay_env={
             **backend_env(postgres_dsn, redis_url),
             "PRICING_STORE_EVENT": str(PRICE),

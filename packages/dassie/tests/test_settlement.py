@@ -1,7 +1,11 @@
 """Settlement end to end on the dev chain (in process)."""
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -9,99 +13,176 @@ from aiohttp import web
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from dassie.app import build_app
+from dassie.claims.channels import ChainUnavailable
+from dassie.claims.service import VerificationUnavailable
 from dassie.config import load_config
 from dassie.node import Node
 from dassie.testing import TOKEN, claim_params, open_channel
-from devchain.testing import running_devchain
+from devchain.testing import DevchainHandle, running_devchain
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+DAY = 86400
+
+
+class Client:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        frame = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        await self.ws.send_str(orjson.dumps(frame).decode())
+        return orjson.loads((await self.ws.receive()).data)
+
+
+@asynccontextmanager
+async def evm_node(
+    chain: DevchainHandle, tmp_path: Path, **env: str
+) -> AsyncIterator[tuple[Node, Client, str]]:
+    config = load_config(
+        {
+            "RPC_AUTH_TOKEN": TOKEN,
+            "LEDGER_DB_PATH": str(tmp_path / "ledger.db"),
+            "SETTLEMENT_LOCAL_ENABLED": "true",
+            "SETTLEMENT_LOCAL_RPC_URL": chain.url,
+            "SETTLEMENT_LOCAL_FACTORY_ADDRESS": chain.factory_address,
+            "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": chain.accounts[2][1],
+            "SETTLEMENT_POLL_INTERVAL": "1",
+            **env,
+        }
+    )
+    node = Node(config)
+    runner = web.AppRunner(build_app(node))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url + "/trpc", headers=AUTH) as ws,
+        ):
+            yield node, Client(ws), url
+    finally:
+        await runner.cleanup()
+
+
+def sender_key(chain: DevchainHandle) -> bytes:
+    return bytes.fromhex(chain.accounts[1][1].removeprefix("0x"))
+
+
+async def open_to_relay(chain: DevchainHandle, deposit: int, expiration: int) -> str:
+    return await open_channel(
+        chain.url, chain.factory_address, chain.accounts[1][1], chain.accounts[2][0], deposit,
+        expiration,
+    )  # fmt: skip
 
 
 async def test_settle_channel_pays_the_relay(tmp_path: Path) -> None:
     async with running_devchain() as chain:
-        sender_addr, sender_key = chain.accounts[1]
-        relay_addr, relay_key = chain.accounts[2]
-        deposit = 10**18
-        channel_id = await open_channel(
-            chain.url,
-            chain.factory_address,
-            sender_key,
-            relay_addr,
-            deposit,
-            int(time.time()) + 2 * 86400,
-        )
-        config = load_config(
-            {
-                "RPC_AUTH_TOKEN": TOKEN,
-                "LEDGER_DB_PATH": str(tmp_path / "ledger.db"),
-                "SETTLEMENT_LOCAL_ENABLED": "true",
-                "SETTLEMENT_LOCAL_RPC_URL": chain.url,
-                "SETTLEMENT_LOCAL_FACTORY_ADDRESS": chain.factory_address,
-                "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": relay_key,
-                "SETTLEMENT_POLL_INTERVAL": "1",
-            }
-        )
-        node = Node(config)
-        runner = web.AppRunner(build_app(node))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        relay_addr = chain.accounts[2][0]
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + 2 * DAY)
         w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
-        key = bytes.fromhex(sender_key.removeprefix("0x"))
-        try:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.ws_connect(url + "/trpc", headers=AUTH) as ws,
-            ):
+        key = sender_key(chain)
+        async with evm_node(chain, tmp_path) as (node, rpc, url):
+            amounts = [10**15, 3 * 10**15, 7 * 10**15]
+            for nonce, amount in enumerate(amounts, 1):
+                params = claim_params(channel_id, amount, nonce, key=key)
+                answer = await rpc.call("payment.verifyPaymentClaim", params)
+                assert answer["result"]["valid"] is True, answer
+            state = await rpc.call("payment.getChannelState", {"channelId": channel_id})
+            assert state["result"]["channel"]["sender"] == chain.accounts[1][0]
+            assert state["result"]["channel"]["status"] == "open"
 
-                async def call(method: str, params: dict) -> dict:
-                    await ws.send_str(
-                        orjson.dumps(
-                            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-                        ).decode()
-                    )
-                    return orjson.loads((await ws.receive()).data)
+            before = await w3.eth.get_balance(relay_addr)
+            settled = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            tx_hash = settled["result"]["txHash"]
+            assert node.settlement is not None
+            record = await node.settlement.wait_booked(tx_hash)
+            assert record.status == "mined"
+            receipt = await w3.eth.get_transaction_receipt(tx_hash)
+            gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+            after = await w3.eth.get_balance(relay_addr)
+            assert after - before == amounts[-1] - gas
+            assert record.gas_cost == gas
 
-                amounts = [10**15, 3 * 10**15, 7 * 10**15]
-                for nonce, amount in enumerate(amounts, 1):
-                    answer = await call(
-                        "payment.verifyPaymentClaim",
-                        claim_params(channel_id, amount, nonce, key=key),
-                    )
-                    assert answer["result"]["valid"] is True, answer
-                state = await call("payment.getChannelState", {"channelId": channel_id})
-                assert state["result"]["channel"]["sender"] == sender_addr
-                assert state["result"]["channel"]["status"] == "open"
+            balances = {a.path: a.balance for a in node.store.accounts()}
+            assert balances[f"assets/channel/LOCAL/{channel_id}"] == 0
+            assert balances["assets/onchain/LOCAL"] == amounts[-1] - gas
+            assert balances["expenses/gas/LOCAL"] == gas
+            assert balances["revenue/relay"] == -amounts[-1]
+            node.store.ledger.check_invariant()
 
-                before = await w3.eth.get_balance(relay_addr)
-                settled = await call("settlement.settleChannel", {"channelId": channel_id})
-                tx_hash = settled["result"]["txHash"]
-                assert node.settlement is not None
-                record = await node.settlement.wait_booked(tx_hash)
-                assert record.status == "mined"
-                receipt = await w3.eth.get_transaction_receipt(tx_hash)
-                gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-                after = await w3.eth.get_balance(relay_addr)
-                assert after - before == amounts[-1] - gas
-                assert record.gas_cost == gas
+            late = claim_params(channel_id, 8 * 10**15, 4, key=key)
+            answer = await rpc.call("payment.verifyPaymentClaim", late)
+            assert answer["result"] == {"valid": False, "reason": "channel-closed"}
+            again = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            assert again["error"]["code"] == -32602  # already closed
+            async with aiohttp.ClientSession() as http, http.get(url + "/health") as response:
+                body = await response.json()
+                assert body["checks"]["chains"]["LOCAL"]["status"] == "ok"
+        await w3.provider.disconnect()
 
-                balances = {a.path: a.balance for a in node.store.accounts()}
-                assert balances[f"assets/channel/LOCAL/{channel_id}"] == 0
-                assert balances["assets/onchain/LOCAL"] == amounts[-1] - gas
-                assert balances["expenses/gas/LOCAL"] == gas
-                assert balances["revenue/relay"] == -amounts[-1]
-                node.store.ledger.check_invariant()
 
-                late = await call(
-                    "payment.verifyPaymentClaim", claim_params(channel_id, 8 * 10**15, 4, key=key)
-                )
-                assert late["result"] == {"valid": False, "reason": "channel-closed"}
-                async with http.get(url + "/health") as response:
-                    body = await response.json()
-                    assert body["checks"]["chains"]["LOCAL"]["status"] == "ok"
-        finally:
-            await runner.cleanup()
+async def test_threshold_triggers_settlement(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + 2 * DAY)
+        key = sender_key(chain)
+        async with evm_node(chain, tmp_path, SETTLEMENT_LOCAL_SETTLE_THRESHOLD="5000") as (
+            node,
+            rpc,
+            _,
+        ):
+            first = await rpc.call(
+                "payment.verifyPaymentClaim", claim_params(channel_id, 4000, 1, key=key)
+            )
+            assert first["result"]["valid"]
+            assert node.store.settlements == {}  # below the threshold
+            second = await rpc.call(
+                "payment.verifyPaymentClaim", claim_params(channel_id, 6000, 2, key=key)
+            )
+            assert second["result"]["valid"]
+            assert node.settlement is not None
+            record = await asyncio.wait_for(node.settlement.wait_channel_settled(channel_id), 30)
+            assert (record.status, record.claim_amount, record.nonce) == ("mined", 6000, 2)
+            assert node.store.balance(f"assets/channel/LOCAL/{channel_id}").balance == 0
+
+
+async def test_expiring_channel_is_settled_and_refused(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + 3600 + 300)
+        key = sender_key(chain)
+        async with evm_node(chain, tmp_path) as (node, rpc, _):
+            answer = await rpc.call(
+                "payment.verifyPaymentClaim", claim_params(channel_id, 500, 1, key=key)
+            )
+            assert answer["result"]["valid"]
+            # Ten minutes later the channel is inside the expiry margin.
+            later = time.time() + 600
+            node.claims.clock = lambda: later
+            assert node.settlement is not None
+            node.settlement.clock = lambda: later
+            refused = await rpc.call(
+                "payment.verifyPaymentClaim", claim_params(channel_id, 900, 2, key=key)
+            )
+            assert refused["result"] == {"valid": False, "reason": "channel-expired"}
+            record = await asyncio.wait_for(node.settlement.wait_channel_settled(channel_id), 30)
+            assert (record.status, record.claim_amount) == ("mined", 500)
+
+
+async def test_channels_are_learnt_from_logs(tmp_path: Path) -> None:
+    async with running_devchain() as chain, evm_node(chain, tmp_path) as (node, _, _):
+        channel_id = await open_to_relay(chain, 10**17, int(time.time()) + 2 * DAY)
+        other = await open_channel(
+            chain.url, chain.factory_address, chain.accounts[1][1], chain.accounts[4][0], 10**17,
+            int(time.time()) + 2 * DAY,
+        )  # fmt: skip
+        learnt = await asyncio.wait_for(node.claims.wait_known(channel_id), 30)
+        assert (learnt.deposit, learnt.sender, learnt.currency) == (
+            10**17,
+            chain.accounts[1][0],
+            "ETH",
+        )
+        assert other not in node.claims.channels  # pays someone else
 
 
 async def test_unreachable_chain_degrades_health(tmp_path: Path) -> None:
@@ -117,12 +198,8 @@ async def test_unreachable_chain_degrades_health(tmp_path: Path) -> None:
     node = Node(config)
     await node.start()
     try:
-        chain = node.sources[0]
-        from dassie.claims.channels import ChainUnavailable
-        from dassie.claims.service import VerificationUnavailable
-
         try:
-            await chain.get_channel("0x" + "ab" * 32)
+            await node.sources[0].get_channel("0x" + "ab" * 32)
         except ChainUnavailable:
             pass
         code, body = await node.health()
@@ -135,5 +212,6 @@ async def test_unreachable_chain_degrades_health(tmp_path: Path) -> None:
             pass
         else:
             raise AssertionError("expected VerificationUnavailable")
+        assert node.store.ledger.accounts == {}
     finally:
         await node.stop()

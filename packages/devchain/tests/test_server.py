@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -14,6 +14,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import Nonce, TxData, Wei
 
 from devchain.accounts import ACCOUNTS, CHAIN_ID, FACTORY_ADDRESS, INITIAL_BALANCE_WEI
 from devchain.testing import DevchainHandle, running_devchain
@@ -61,13 +62,14 @@ async def test_chain_identity_accounts_and_factory(
     assert (await call(chain.url, "net_version"))["result"] == "31337"
     assert (await call(chain.url, "web3_clientVersion"))["result"].startswith("devchain/")
     assert await w3.eth.syncing is False
-    assert await w3.eth.accounts == [address for address, _ in ACCOUNTS]
+    assert list(await w3.eth.accounts) == [address for address, _ in ACCOUNTS]
     assert chain.factory_address == FACTORY_ADDRESS
     # Block 1 holds exactly one transaction: account 0 deploying the factory.
     block = await w3.eth.get_block(1, full_transactions=True)
-    (deploy,) = block["transactions"]
+    (deploy,) = cast(list[TxData], block["transactions"])
     receipt = await w3.eth.get_transaction_receipt(deploy["hash"])
-    assert (deploy["from"], deploy["nonce"], deploy["to"]) == (ACCOUNTS[0][0], 0, None)
+    assert (deploy["from"], deploy["nonce"]) == (ACCOUNTS[0][0], 0)
+    assert deploy.get("to") is None
     assert receipt["contractAddress"] == FACTORY_ADDRESS
     deploy_cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert await w3.eth.get_balance(ACCOUNTS[0][0]) == INITIAL_BALANCE_WEI - deploy_cost
@@ -91,12 +93,13 @@ async def test_raw_signed_transaction_opens_a_channel_and_its_log_is_found(
     expiration = latest["timestamp"] + 86400
     tx = await factory.functions.openChannel(
         NATIVE, recipient, 10**18, expiration
-    ).build_transaction({"from": sender.address, "value": 10**18, "nonce": 0})
+    ).build_transaction({"from": sender.address, "value": Wei(10**18), "nonce": Nonce(0)})
     assert tx["chainId"] == CHAIN_ID and tx["gas"] > 21000
     signed = sender.sign_transaction(tx)
     tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
     assert receipt["status"] == 1 and receipt["blockNumber"] == 2
+    assert 0 <= tx["gas"] - receipt["gasUsed"] <= 1000  # the estimate is tight
     assert await w3.eth.get_balance(FACTORY_ADDRESS) == 10**18
 
     topic0 = (
@@ -136,7 +139,7 @@ async def test_send_transaction_from_unlocked_accounts_with_default_fees(
     w3: AsyncWeb3[Any],
 ) -> None:
     sender, receiver = ACCOUNTS[1][0], ACCOUNTS[2][0]
-    tx_hash = await w3.eth.send_transaction({"from": sender, "to": receiver, "value": 12345})
+    tx_hash = await w3.eth.send_transaction({"from": sender, "to": receiver, "value": Wei(12345)})
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
     cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert receipt["gasUsed"] == 21000
@@ -219,7 +222,7 @@ async def test_a_revert_with_a_reason_string_carries_the_reason(
     assert answer["error"]["message"] == "execution reverted: nope"
     assert answer["error"]["data"] == "0x" + error.hex()
     with pytest.raises(ContractLogicError, match="nope"):
-        await w3.eth.call({"data": "0x" + code.hex()})
+        await w3.eth.call({"data": code})
 
 
 async def test_malformed_json_is_a_parse_error(chain: DevchainHandle) -> None:
@@ -312,7 +315,7 @@ async def test_set_next_block_timestamp_and_snapshots(
     target = (await w3.eth.get_block("latest"))["timestamp"] + 1000
     assert (await call(chain.url, "evm_setNextBlockTimestamp", hex(target)))["result"] is None
     tx = await w3.eth.send_transaction(
-        {"from": ACCOUNTS[1][0], "to": ACCOUNTS[2][0], "value": 10**18}
+        {"from": ACCOUNTS[1][0], "to": ACCOUNTS[2][0], "value": Wei(10**18)}
     )
     receipt = await w3.eth.wait_for_transaction_receipt(tx)
     assert (await w3.eth.get_block(receipt["blockNumber"]))["timestamp"] == target
@@ -322,3 +325,28 @@ async def test_set_next_block_timestamp_and_snapshots(
     assert await w3.eth.block_number == 1
     assert await w3.eth.get_balance(ACCOUNTS[2][0]) == INITIAL_BALANCE_WEI
     assert (await call(chain.url, "evm_revert", "0x99"))["result"] is False
+
+
+# -- filters ------------------------------------------------------------------------------
+
+
+async def test_log_and_block_filters_report_new_entries_once(
+    chain: DevchainHandle, w3: AsyncWeb3[Any]
+) -> None:
+    factory = w3.eth.contract(address=FACTORY_ADDRESS, abi=CHANNEL_FACTORY.abi)
+    opened = await factory.events.ChannelOpened.create_filter(from_block="latest")
+    blocks = await w3.eth.filter("latest")
+    assert await opened.get_new_entries() == []
+    expiration = (await w3.eth.get_block("latest"))["timestamp"] + 3600
+    open_channel = factory.functions.openChannel(NATIVE, ACCOUNTS[2][0], 5, expiration)
+    tx_hash = await open_channel.transact({"from": ACCOUNTS[1][0], "value": Wei(5)})
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
+    (entry,) = await opened.get_new_entries()
+    assert entry["args"]["balance"] == 5 and entry["transactionHash"] == tx_hash
+    assert await opened.get_new_entries() == []
+    new_blocks: list[Any] = list(await blocks.get_new_entries())
+    assert new_blocks == [receipt["blockHash"]]
+    assert len(await opened.get_all_entries()) == 1
+    assert (await call(chain.url, "eth_uninstallFilter", opened.filter_id))["result"] is True
+    gone = await call(chain.url, "eth_getFilterChanges", opened.filter_id)
+    assert gone["error"]["code"] == -32000

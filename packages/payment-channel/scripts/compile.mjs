@@ -14,6 +14,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = {
   ChannelFactory: "contracts/ChannelFactory.sol",
   TestToken: "contracts/test/TestToken.sol",
+  Reenterer: "contracts/test/Reenterer.sol",
 };
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },

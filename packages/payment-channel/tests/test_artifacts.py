@@ -89,7 +89,7 @@ def test_pinned_solc_reproduces_the_committed_artifacts(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    for name in ("ChannelFactory", "TestToken"):
+    for name in ("ChannelFactory", "TestToken", "Reenterer"):
         fresh = json.loads((tmp_path / f"{name}.json").read_text())
         committed = json.loads((ARTIFACTS_DIR / f"{name}.json").read_text())
         assert fresh["bytecode"] == committed["bytecode"], f"{name}: recompile and commit"

@@ -7,26 +7,33 @@ gasUsed * effectiveGasPrice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pytest
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from devchain.accounts import ACCOUNTS
+from devchain.accounts import FACTORY_ADDRESS as CHANNEL_FACTORY_ADDRESS
 from devchain.testing import in_process_web3
-from payment_channel.artifacts import CHANNEL_FACTORY, TEST_TOKEN
+from payment_channel.artifacts import CHANNEL_FACTORY, TEST_TOKEN, load_artifact
 from payment_channel.claim import SECP256K1_N, sign_claim
 
-NATIVE = "0x" + "00" * 20
+NATIVE = ChecksumAddress(HexAddress(HexStr("0x" + "00" * 20)))
 ETH = 10**18
 SENDER, SENDER_KEY = ACCOUNTS[1]
 RECIPIENT, RECIPIENT_KEY = ACCOUNTS[2]
 STRANGER, STRANGER_KEY = ACCOUNTS[3]
+
+
+def tx(sender: ChecksumAddress, value: int = 0) -> TxParams:
+    return {"from": sender, "value": Wei(value)}
 
 
 def key(hex_key: str) -> bytes:
@@ -49,11 +56,11 @@ class Chain:
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
-    def balance(self, address: str) -> int:
+    def balance(self, address: ChecksumAddress) -> int:
         return int(self.w3.eth.get_balance(address))
 
-    def transact(self, call: Any, sender: str, value: int = 0) -> TxReceipt:
-        tx_hash = call.transact({"from": sender, "value": value})
+    def transact(self, call: Any, sender: ChecksumAddress, value: int = 0) -> TxReceipt:
+        tx_hash = call.transact(tx(sender, value))
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 1
         return receipt
@@ -63,7 +70,7 @@ class Chain:
         return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
     def open(
-        self, amount: int, *, token: str = NATIVE, expires_in: int = 3600
+        self, amount: int, *, token: ChecksumAddress = NATIVE, expires_in: int = 3600
     ) -> tuple[bytes, TxReceipt]:
         expiration = self.now() + expires_in
         value = amount if token == NATIVE else 0
@@ -73,7 +80,12 @@ class Chain:
         return bytes(event["args"]["channelId"]), receipt
 
     def close(
-        self, channel_id: bytes, amount: int, nonce: int, signature: bytes, caller: str = RECIPIENT
+        self,
+        channel_id: bytes,
+        amount: int,
+        nonce: int,
+        signature: bytes,
+        caller: ChecksumAddress = RECIPIENT,
     ) -> TxReceipt:
         call = self.factory.functions.closeChannel(channel_id, amount, nonce, signature)
         return self.transact(call, caller)
@@ -84,7 +96,8 @@ class Chain:
     def deploy_token(self) -> Contract:
         token = self.w3.eth.contract(abi=TEST_TOKEN.abi, bytecode=TEST_TOKEN.bytecode)
         receipt = self.transact(token.constructor(), ACCOUNTS[0][0])
-        deployed = self.w3.eth.contract(address=receipt["contractAddress"], abi=TEST_TOKEN.abi)
+        address = cast(ChecksumAddress, receipt["contractAddress"])
+        deployed = self.w3.eth.contract(address=address, abi=TEST_TOKEN.abi)
         self.transact(deployed.functions.mint(SENDER, 1000 * ETH), STRANGER)
         self.transact(deployed.functions.approve(CHANNEL_FACTORY_ADDRESS, 2**256 - 1), SENDER)
         return deployed
@@ -92,9 +105,6 @@ class Chain:
     def increase_time(self, seconds: int) -> None:
         self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-
-
-CHANNEL_FACTORY_ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
 @pytest.fixture
@@ -159,18 +169,23 @@ def test_channel_ids_are_unique(chain: Chain) -> None:
     ],
 )
 def test_open_rejects_bad_arguments(
-    chain: Chain, amount: int, value: int, expires_in: int, recipient: str, error: str
+    chain: Chain,
+    amount: int,
+    value: int,
+    expires_in: int,
+    recipient: ChecksumAddress,
+    error: str,
 ) -> None:
     call = chain.factory.functions.openChannel(NATIVE, recipient, amount, chain.now() + expires_in)
-    assert_reverts(error, lambda: call.transact({"from": SENDER, "value": value}))
+    assert_reverts(error, lambda: call.transact(tx(SENDER, value)))
 
 
 def test_open_token_channel_with_value_or_without_allowance_reverts(chain: Chain) -> None:
     token = chain.deploy_token()
     call = chain.factory.functions.openChannel(token.address, RECIPIENT, 10, chain.now() + 3600)
-    assert_reverts("WrongValue", lambda: call.transact({"from": SENDER, "value": 10}))
+    assert_reverts("WrongValue", lambda: call.transact(tx(SENDER, 10)))
     # STRANGER holds no tokens and approved nothing: the pull fails.
-    assert_reverts("TransferFailed", lambda: call.transact({"from": STRANGER}))
+    assert_reverts("TransferFailed", lambda: call.transact(tx(STRANGER)))
 
 
 # -- close ------------------------------------------------------------------------
@@ -214,9 +229,9 @@ def test_close_with_a_forged_signature_reverts_and_changes_nothing(chain: Chain)
     channel_id, _ = chain.open(ETH)
     forged = sign_claim(key(STRANGER_KEY), channel_id, ETH, 1)
     call = chain.factory.functions.closeChannel(channel_id, ETH, 1, forged)
-    assert_reverts("InvalidSignature", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("InvalidSignature", lambda: call.transact(tx(RECIPIENT)))
     # Mined anyway (explicit gas skips the estimate): the transaction fails on chain.
-    tx_hash = call.transact({"from": RECIPIENT, "gas": 200_000})
+    tx_hash = call.transact({**tx(RECIPIENT), "gas": 200_000})
     assert chain.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 0
     assert chain.channel(channel_id)[3:5] == (ETH, 0)
     assert chain.balance(CHANNEL_FACTORY_ADDRESS) == ETH
@@ -226,7 +241,7 @@ def test_close_rejects_a_signature_over_other_values(chain: Chain) -> None:
     channel_id, _ = chain.open(ETH)
     signature = sign_claim(key(SENDER_KEY), channel_id, 100, 1)
     call = chain.factory.functions.closeChannel(channel_id, 101, 1, signature)
-    assert_reverts("InvalidSignature", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("InvalidSignature", lambda: call.transact(tx(RECIPIENT)))
 
 
 @pytest.mark.parametrize("mangle", ["high-s", "short", "bad-v"])
@@ -243,21 +258,21 @@ def test_close_rejects_malformed_signatures(chain: Chain, mangle: str) -> None:
     else:
         signature = signature[:64] + bytes([29])
     call = chain.factory.functions.closeChannel(channel_id, 100, 1, signature)
-    assert_reverts("InvalidSignature", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("InvalidSignature", lambda: call.transact(tx(RECIPIENT)))
 
 
 def test_close_rejects_a_nonce_not_above_the_last(chain: Chain) -> None:
     channel_id, _ = chain.open(ETH)
     signature = sign_claim(key(SENDER_KEY), channel_id, 100, 0)
     call = chain.factory.functions.closeChannel(channel_id, 100, 0, signature)
-    assert_reverts("InvalidNonce", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("InvalidNonce", lambda: call.transact(tx(RECIPIENT)))
 
 
 def test_close_rejects_a_claim_above_the_balance(chain: Chain) -> None:
     channel_id, _ = chain.open(ETH)
     signature = sign_claim(key(SENDER_KEY), channel_id, ETH + 1, 1)
     call = chain.factory.functions.closeChannel(channel_id, ETH + 1, 1, signature)
-    assert_reverts("ClaimExceedsBalance", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("ClaimExceedsBalance", lambda: call.transact(tx(RECIPIENT)))
 
 
 def test_close_by_anyone_but_the_recipient_reverts(chain: Chain) -> None:
@@ -265,7 +280,7 @@ def test_close_by_anyone_but_the_recipient_reverts(chain: Chain) -> None:
     signature = sign_claim(key(SENDER_KEY), channel_id, 100, 1)
     call = chain.factory.functions.closeChannel(channel_id, 100, 1, signature)
     for caller in (SENDER, STRANGER):
-        assert_reverts("NotRecipient", lambda c=caller: call.transact({"from": c}))
+        assert_reverts("NotRecipient", partial(call.transact, tx(caller)))
 
 
 def test_close_after_expiry_reverts(chain: Chain) -> None:
@@ -273,7 +288,7 @@ def test_close_after_expiry_reverts(chain: Chain) -> None:
     chain.increase_time(601)
     signature = sign_claim(key(SENDER_KEY), channel_id, 100, 1)
     call = chain.factory.functions.closeChannel(channel_id, 100, 1, signature)
-    assert_reverts("ChannelHasExpired", lambda: call.transact({"from": RECIPIENT}))
+    assert_reverts("ChannelHasExpired", lambda: call.transact(tx(RECIPIENT)))
 
 
 def test_close_twice_or_unknown_reverts(chain: Chain) -> None:
@@ -282,9 +297,32 @@ def test_close_twice_or_unknown_reverts(chain: Chain) -> None:
     again = chain.factory.functions.closeChannel(
         channel_id, 200, 2, sign_claim(key(SENDER_KEY), channel_id, 200, 2)
     )
-    assert_reverts("ChannelIsClosed", lambda: again.transact({"from": RECIPIENT}))
+    assert_reverts("ChannelIsClosed", lambda: again.transact(tx(RECIPIENT)))
     unknown = chain.factory.functions.closeChannel(b"\x01" * 32, 0, 1, b"\x00" * 65)
-    assert_reverts("ChannelNotFound", lambda: unknown.transact({"from": RECIPIENT}))
+    assert_reverts("ChannelNotFound", lambda: unknown.transact(tx(RECIPIENT)))
+
+
+def test_a_recipient_reentering_while_paid_is_stopped_by_the_guard(chain: Chain) -> None:
+    reenterer = load_artifact("Reenterer")
+    deploy = chain.w3.eth.contract(abi=reenterer.abi, bytecode=reenterer.bytecode)
+    receipt = chain.transact(deploy.constructor(CHANNEL_FACTORY_ADDRESS), STRANGER)
+    hostile = chain.w3.eth.contract(
+        address=cast(ChecksumAddress, receipt["contractAddress"]), abi=reenterer.abi
+    )
+    expiration = chain.now() + 3600
+    open_call = chain.factory.functions.openChannel(NATIVE, hostile.address, ETH, expiration)
+    (event,) = chain.factory.events.ChannelOpened().process_receipt(
+        chain.transact(open_call, SENDER, ETH), errors=DISCARD
+    )
+    channel_id = bytes(event["args"]["channelId"])
+    sender_before = chain.balance(SENDER)
+    signature = sign_claim(key(SENDER_KEY), channel_id, 300, 1)
+    chain.transact(hostile.functions.close(channel_id, 300, 1, signature), STRANGER)
+    assert hostile.functions.attempted().call() is True
+    assert "0x" + hostile.functions.reentryError().call().hex() == selector("Reentrancy")
+    assert chain.balance(hostile.address) == 300
+    assert chain.balance(SENDER) == sender_before + ETH - 300
+    assert chain.channel(channel_id)[6] is True
 
 
 # -- expire -----------------------------------------------------------------------
@@ -293,7 +331,7 @@ def test_close_twice_or_unknown_reverts(chain: Chain) -> None:
 def test_expire_before_expiration_reverts(chain: Chain) -> None:
     channel_id, _ = chain.open(ETH, expires_in=3600)
     call = chain.factory.functions.expireChannel(channel_id)
-    assert_reverts("ChannelNotExpired", lambda: call.transact({"from": SENDER}))
+    assert_reverts("ChannelNotExpired", lambda: call.transact(tx(SENDER)))
 
 
 def test_expire_after_expiration_refunds_the_sender(chain: Chain) -> None:
@@ -307,7 +345,7 @@ def test_expire_after_expiration_refunds_the_sender(chain: Chain) -> None:
     assert event["args"]["refund"] == 2 * ETH
     assert chain.channel(channel_id)[3] == 0 and chain.channel(channel_id)[6] is True
     call = chain.factory.functions.expireChannel(channel_id)
-    assert_reverts("ChannelIsClosed", lambda: call.transact({"from": SENDER}))
+    assert_reverts("ChannelIsClosed", lambda: call.transact(tx(SENDER)))
 
 
 # -- top up -----------------------------------------------------------------------
@@ -338,10 +376,10 @@ def test_top_up_token_channel(chain: Chain) -> None:
 def test_top_up_rejects_wrong_value_strangers_and_expired_channels(chain: Chain) -> None:
     channel_id, _ = chain.open(ETH, expires_in=600)
     call = chain.factory.functions.topUpChannel(channel_id, 10)
-    assert_reverts("WrongValue", lambda: call.transact({"from": SENDER, "value": 9}))
-    assert_reverts("NotSender", lambda: call.transact({"from": STRANGER, "value": 10}))
+    assert_reverts("WrongValue", lambda: call.transact(tx(SENDER, 9)))
+    assert_reverts("NotSender", lambda: call.transact(tx(STRANGER, 10)))
     chain.increase_time(600)
-    assert_reverts("ChannelHasExpired", lambda: call.transact({"from": SENDER, "value": 10}))
+    assert_reverts("ChannelHasExpired", lambda: call.transact(tx(SENDER, 10)))
     assert chain.channel(channel_id)[3] == ETH
 
 

@@ -1,9 +1,12 @@
 """The aiohttp application: ``/trpc`` and ``/rpc`` (JSON-RPC over WebSocket), ``/health``.
 
-Extension seam: if the module :mod:`dassie.ilp` exists and has ``setup(app, node)``,
-it is called once with the application and the (not yet started) node, after the
-node's startup hook is registered, so handlers it adds may use ``node.store``
-once the app runs.
+Extension seam (one module, :mod:`dassie.ilp`, if it exists):
+
+- ``setup(app, node)`` is called once with the application and the (not yet
+  started) node, after the node's startup hook is registered, so handlers and
+  cleanup contexts it adds may use ``node.store`` once the app runs;
+- ``rpc_methods(node) -> {name: handler}`` adds RPC methods (a handler takes the
+  params object and returns the result); the contract's methods cannot be replaced.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import AsyncIterator
+from types import ModuleType
 
 from aiohttp import web
 
-from .ilp import rpc_methods as ilp_rpc_methods  # engineer E: the ILP RPC methods
 from .node import Node
 from .rpc.methods import methods
 from .rpc.server import rpc_handler
@@ -24,16 +27,13 @@ log = logging.getLogger(__name__)
 NODE_KEY = web.AppKey("node", Node)
 
 
-def _install_extensions(app: web.Application, node: Node) -> None:
+def _extension() -> ModuleType | None:
     try:
-        module = importlib.import_module("dassie.ilp")
+        return importlib.import_module("dassie.ilp")
     except ModuleNotFoundError as exc:
         if exc.name != "dassie.ilp":
             raise
-        return
-    setup = getattr(module, "setup", None)
-    if callable(setup):
-        setup(app, node)
+        return None
 
 
 def build_app(node: Node) -> web.Application:
@@ -47,7 +47,13 @@ def build_app(node: Node) -> web.Application:
         await node.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    handler = rpc_handler(node.config.rpc_auth_token, methods(node) | ilp_rpc_methods(node))
+    extension = _extension()  # engineer E's Interledger side (dassie.ilp)
+    table = methods(node)
+    extra = getattr(extension, "rpc_methods", None)
+    if callable(extra):
+        for name, method in extra(node).items():
+            table.setdefault(name, method)
+    handler = rpc_handler(node.config.rpc_auth_token, table)
     app.router.add_get("/trpc", handler)
     app.router.add_get("/rpc", handler)
 
@@ -56,5 +62,7 @@ def build_app(node: Node) -> web.Application:
         return web.json_response(body, status=code)
 
     app.router.add_get("/health", health)
-    _install_extensions(app, node)
+    setup = getattr(extension, "setup", None)
+    if callable(setup):
+        setup(app, node)
     return app

@@ -126,19 +126,22 @@ async def open_channel(
         address=AsyncWeb3.to_checksum_address(factory), abi=load_artifact("ChannelFactory").abi
     )
     sender = Account.from_key(sender_key)
-    tx = await contract.functions.openChannel(
-        ZERO_ADDRESS, AsyncWeb3.to_checksum_address(recipient), amount, expiration
-    ).build_transaction(
-        {  # type: ignore[arg-type]
-            "from": sender.address,
-            "value": amount,
-            "nonce": await w3.eth.get_transaction_count(sender.address, "pending"),
-            "chainId": await w3.eth.chain_id,
-        }
-    )
-    signed = sender.sign_transaction(tx)
-    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
-    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.05)
+    try:
+        tx = await contract.functions.openChannel(
+            ZERO_ADDRESS, AsyncWeb3.to_checksum_address(recipient), amount, expiration
+        ).build_transaction(
+            {  # type: ignore[arg-type]
+                "from": sender.address,
+                "value": amount,
+                "nonce": await w3.eth.get_transaction_count(sender.address, "pending"),
+                "chainId": await w3.eth.chain_id,
+            }
+        )
+        signed = sender.sign_transaction(tx)
+        tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.05)
+    finally:
+        await w3.provider.disconnect()
     assert receipt["status"] == 1, "openChannel failed"
     (event,) = contract.events.ChannelOpened().process_receipt(receipt)
     return "0x" + bytes(event["args"]["channelId"]).hex()

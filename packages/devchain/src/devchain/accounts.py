@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from typing import Final
 
+from eth_typing import ChecksumAddress, HexAddress, HexStr
+
 MNEMONIC: Final = "test test test test test test test test test test test junk"
 HD_PATH: Final = "m/44'/60'/0'/0"
 CHAIN_ID: Final = 31337
 INITIAL_BALANCE_WEI: Final = 10_000 * 10**18
 
-#: (checksummed address, 0x-prefixed private key), index i = m/44'/60'/0'/0/i.
-ACCOUNTS: Final[tuple[tuple[str, str], ...]] = (
+
+def _address(text: str) -> ChecksumAddress:
+    return ChecksumAddress(HexAddress(HexStr(text)))
+
+
+_KEYS = (
     (
         "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -57,5 +63,10 @@ ACCOUNTS: Final[tuple[tuple[str, str], ...]] = (
     ),
 )
 
+#: (checksummed address, 0x-prefixed private key), index i = m/44'/60'/0'/0/i.
+ACCOUNTS: Final[tuple[tuple[ChecksumAddress, str], ...]] = tuple(
+    (_address(address), key) for address, key in _KEYS
+)
+
 #: Account 0 deploys the ChannelFactory with nonce 0, so it always lands here.
-FACTORY_ADDRESS: Final = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+FACTORY_ADDRESS: Final = _address("0x5FbDB2315678afecb367f032d93F642f64180aa3")

@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from eth.abc import ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
+from eth.abc import (
+    BlockHeaderAPI,
+    ComputationAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    VirtualMachineAPI,
+)
 from eth.exceptions import Revert
 from eth.vm.spoof import SpoofTransaction
 from eth_abi.abi import decode
@@ -27,6 +33,7 @@ from eth_tester.exceptions import (
     TransactionNotFound,
     ValidationError,
 )
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from payment_channel.artifacts import load_artifact
@@ -218,7 +225,7 @@ class DevChain:
             name[4:]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }
 
-    def _deploy_factory(self) -> str:
+    def _deploy_factory(self) -> ChecksumAddress:
         artifact = load_artifact("ChannelFactory")
         tx_hash = self.rpc_eth_sendTransaction(
             [{"from": self.accounts[0], "data": artifact.bytecode, "gas": hex(5_000_000)}]
@@ -227,7 +234,7 @@ class DevChain:
         address = str(receipt["contract_address"])
         if receipt["status"] != 1 or address != FACTORY_ADDRESS:
             raise RuntimeError(f"ChannelFactory deployment failed (address {address})")
-        return address
+        return FACTORY_ADDRESS
 
     # -- dispatch ---------------------------------------------------------
 
@@ -256,12 +263,13 @@ class DevChain:
 
     # -- time -------------------------------------------------------------
 
-    def _latest_block(self) -> dict[str, Json]:
-        return cast(dict[str, Json], self._tester.get_block_by_number("latest"))
+    def _latest_header(self) -> BlockHeaderAPI:
+        """The header of the latest mined block (the chain's canonical head)."""
+        return cast(BlockHeaderAPI, self._backend.chain.get_canonical_head())
 
     def _timestamp_for_next_block(self) -> int:
         """Wall clock + offset (or the timestamp set for it), strictly after its parent."""
-        parent = int(self._latest_block()["timestamp"])
+        parent = int(self._latest_header().timestamp)
         if self._next_timestamp is not None:
             timestamp = self._next_timestamp
         else:
@@ -287,7 +295,7 @@ class DevChain:
             if "blockNumber" in value:
                 return self._block_id(value["blockNumber"])
         number = _quantity(value, "block number")
-        if number > int(self._latest_block()["number"]):
+        if number > int(self._latest_header().block_number):
             raise RpcError(SERVER_ERROR, f"header not found: block {number} is in the future")
         return number
 
@@ -314,7 +322,7 @@ class DevChain:
     # -- state -----------------------------------------------------------------
 
     def rpc_eth_blockNumber(self, params: Params) -> Json:
-        return hex(int(self._latest_block()["number"]))
+        return hex(int(self._latest_header().block_number))
 
     def rpc_eth_getBalance(self, params: Params) -> Json:
         address = _address(_param(params, 0))
@@ -406,16 +414,12 @@ class DevChain:
         raw_tx.setdefault("nonce", state.get_nonce(raw_tx["from"]))
         unsigned = self._backend._get_normalized_and_unsigned_evm_transaction(raw_tx)
         spoofed = SpoofTransaction(unsigned, from_=raw_tx["from"])
-        snapshot = state.snapshot()
-        try:
-            computation = state.apply_transaction(cast(SignedTransactionAPI, spoofed))
-        finally:
-            state.revert(snapshot)
+        computation = _run_and_revert(state, spoofed)
         if computation.is_error:
             raise _execution_error(computation)
         if not estimate:
             return "0x" + bytes(computation.output).hex()
-        return hex(self._backend.chain.gas_estimator(state, spoofed))
+        return hex(_estimate_gas(state, spoofed, computation, int(raw_tx["gas"])))
 
     def rpc_eth_call(self, params: Params) -> Json:
         return self._simulate(params)
@@ -527,19 +531,11 @@ class DevChain:
         except BlockNotFound:
             return None
 
-    def rpc_eth_getLogs(self, params: Params) -> Json:
-        criteria = _param(params, 0, {})
+    @staticmethod
+    def _log_criteria(criteria: Json) -> tuple[Json, Json]:
+        """Parse a filter's address and topics into eth-tester's form."""
         if not isinstance(criteria, dict):
             raise RpcError(INVALID_PARAMS, "the filter is a JSON object")
-        if criteria.get("blockHash") is not None:
-            if criteria.get("fromBlock") is not None or criteria.get("toBlock") is not None:
-                raise RpcError(INVALID_PARAMS, "blockHash excludes fromBlock/toBlock")
-            number = self._block_id({"blockHash": criteria["blockHash"]})
-            from_block: int | str = number
-            to_block: int | str = number
-        else:
-            from_block = self._block_id(criteria.get("fromBlock") or "latest")
-            to_block = self._block_id(criteria.get("toBlock") or "latest")
         address = criteria.get("address")
         if isinstance(address, list):
             address = [_address(a) for a in address]
@@ -557,10 +553,60 @@ class DevChain:
                 else _hash(t, "topic")
                 for t in topics
             ]
+        return address, topics
+
+    def rpc_eth_getLogs(self, params: Params) -> Json:
+        criteria = _param(params, 0, {})
+        address, topics = self._log_criteria(criteria)
+        if criteria.get("blockHash") is not None:
+            if criteria.get("fromBlock") is not None or criteria.get("toBlock") is not None:
+                raise RpcError(INVALID_PARAMS, "blockHash excludes fromBlock/toBlock")
+            number = self._block_id({"blockHash": criteria["blockHash"]})
+            from_block: int | str = number
+            to_block: int | str = number
+        else:
+            from_block = self._block_id(criteria.get("fromBlock") or "latest")
+            to_block = self._block_id(criteria.get("toBlock") or "latest")
         logs = self._tester.get_logs(
             from_block=from_block, to_block=to_block, address=address, topics=topics
         )
         return [_wire_log(log) for log in logs]
+
+    # -- filters (polled with eth_getFilterChanges) ------------------------------------
+
+    def rpc_eth_newFilter(self, params: Params) -> Json:
+        """A log filter; a numeric fromBlock also collects the logs already mined."""
+        criteria = _param(params, 0, {})
+        address, topics = self._log_criteria(criteria)
+        bounds = [criteria.get("fromBlock"), criteria.get("toBlock")]
+        from_block, to_block = (
+            None if b is None else b if b in _BLOCK_TAGS else self._block_id(b) for b in bounds
+        )
+        filter_id = self._tester.create_log_filter(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        return hex(filter_id)
+
+    def rpc_eth_newBlockFilter(self, params: Params) -> Json:
+        return hex(self._tester.create_block_filter())
+
+    def rpc_eth_getFilterChanges(self, params: Params) -> Json:
+        filter_id = _quantity(_param(params, 0), "filter id")
+        changes = self._tester.get_only_filter_changes(filter_id)
+        return [_wire_log(c) if isinstance(c, dict) else c for c in changes]
+
+    def rpc_eth_getFilterLogs(self, params: Params) -> Json:
+        filter_id = _quantity(_param(params, 0), "filter id")
+        return [
+            _wire_log(c) for c in self._tester.get_all_filter_logs(filter_id) if isinstance(c, dict)
+        ]
+
+    def rpc_eth_uninstallFilter(self, params: Params) -> Json:
+        try:
+            self._tester.delete_filter(_quantity(_param(params, 0), "filter id"))
+        except FilterNotFound:
+            return False
+        return True
 
     # -- development helpers -------------------------------------------------------------
 
@@ -575,7 +621,7 @@ class DevChain:
 
     def rpc_evm_setNextBlockTimestamp(self, params: Params) -> Json:
         timestamp = _quantity(_param(params, 0), "timestamp")
-        latest = int(self._latest_block()["timestamp"])
+        latest = int(self._latest_header().timestamp)
         if timestamp <= latest:
             raise RpcError(
                 INVALID_PARAMS, f"timestamp {timestamp} is not after the latest block's {latest}"
@@ -610,6 +656,41 @@ class DevChain:
             snapshot, (self._time_offset, None)
         )
         return True
+
+
+def _run_and_revert(state: StateAPI, tx: SpoofTransaction) -> ComputationAPI:
+    snapshot = state.snapshot()
+    try:
+        return state.apply_transaction(cast(SignedTransactionAPI, tx))
+    finally:
+        state.revert(snapshot)
+
+
+def _estimate_gas(
+    state: StateAPI, tx: SpoofTransaction, computation: ComputationAPI, cap: int
+) -> int:
+    """The least gas limit (within 1000) with which ``tx`` succeeds.
+
+    Starts from the gas the run at ``cap`` consumed (before refunds), which is
+    usually enough; otherwise (the 63/64 rule of nested calls) searches up to ``cap``.
+    """
+    intrinsic = int(cast(SignedTransactionAPI, tx).intrinsic_gas)
+    low = intrinsic + int(computation.get_gas_used())
+
+    def succeeds(gas: int) -> bool:
+        retry = SpoofTransaction(cast(SignedTransactionAPI, tx), gas=gas)
+        return not _run_and_revert(state, retry).is_error
+
+    if low >= cap or succeeds(low):
+        return min(low, cap)
+    high = cap
+    while high - low > 1000:
+        middle = (low + high) // 2
+        if succeeds(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _execution_error(computation: ComputationAPI) -> RpcError:

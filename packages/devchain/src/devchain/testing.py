@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.providers import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -49,10 +50,10 @@ class DevchainHandle:
     """Where a running dev chain answers, and its fixed identity."""
 
     url: str
-    factory_address: str = FACTORY_ADDRESS
+    factory_address: ChecksumAddress = FACTORY_ADDRESS
     chain_id: int = CHAIN_ID
     #: (checksummed address, 0x-prefixed private key) of the 10 funded accounts.
-    accounts: tuple[tuple[str, str], ...] = ACCOUNTS
+    accounts: tuple[tuple[ChecksumAddress, str], ...] = ACCOUNTS
 
 
 @asynccontextmanager

@@ -34,7 +34,7 @@ class Chain:
     def __init__(self, rpc_url: str, factory: str | None = None) -> None:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
         self.rpc_url = rpc_url
-        self._factory_address = factory
+        self.factory_address = factory
 
     @property
     def chain_id(self) -> int:
@@ -44,7 +44,7 @@ class Chain:
             raise ChainError(f"cannot reach the chain at {self.rpc_url}: {exc}") from None
 
     def factory(self, address: str | None = None) -> Any:
-        target = address or self._factory_address
+        target = address or self.factory_address
         if not target:
             raise ChainError("no channel factory address")
         abi = load_artifact("ChannelFactory").abi

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,8 @@ class StackConfig:
     relay_env: dict[str, str] = field(default_factory=dict)
     """Extra relay environment (database, Redis, pricing)."""
     node_env: dict[str, str] = field(default_factory=dict)
+    relay_settings: dict[str, Any] | None = None
+    """Written as the relay's settings.yaml when given (else nostream writes its default)."""
 
     @property
     def chain_url(self) -> str:
@@ -192,6 +195,11 @@ class DevStack:
             **c.node_env,
         }
         (root / "dassie").mkdir(exist_ok=True)
+        if c.relay_settings is not None:
+            import yaml
+
+            (root / "nostream").mkdir(exist_ok=True)
+            (root / "nostream" / "settings.yaml").write_text(yaml.safe_dump(c.relay_settings))
         self.node = Service(
             "dassie",
             _command("dassie", "dassie.cli", "serve"),
@@ -277,6 +285,18 @@ class DevStack:
         return (self.chain, self.node, self.relay)
 
 
+def unlimited_settings() -> dict[str, Any]:
+    """The relay's default settings without rate limits (for tests and benchmarks)."""
+    import yaml
+
+    from nostream.config import default_settings_text
+
+    settings: dict[str, Any] = yaml.safe_load(default_settings_text())
+    settings["limits"]["event"]["rateLimits"] = []
+    settings["limits"]["message"]["rateLimits"] = []
+    return settings
+
+
 def _port(name: str, default: int) -> int:
     text = os.environ.get(name, str(default))
     if not text.isdigit() or not 0 < int(text) < 65536:
@@ -304,6 +324,8 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # The dev chain starts empty every time, so the node's ledger of its channels goes too.
+    shutil.rmtree(root / "dassie", ignore_errors=True)
     stack = DevStack(config)
     print(f"Starting devchain, dassie and nostream (data and logs in {root}) ...", flush=True)
     try:

@@ -2,8 +2,8 @@
 
 The session knows nothing about sockets. The adapter feeds it frames with
 :meth:`Session.handle` and gives it ``send(frame)`` (queue one outgoing frame,
-never blocks) and optionally ``flush()`` (wait until queued frames are written),
-awaited between batches of stored events so one REQ cannot flood the queue.
+never blocks) and optionally ``flush()`` (wait while the outgoing queue is
+full), awaited after each stored event so one REQ cannot flood the queue.
 """
 
 from __future__ import annotations
@@ -43,9 +43,6 @@ log = logging.getLogger("nostream.session")
 
 Send = Callable[[bytes], None]
 Flush = Callable[[], Awaitable[None]]
-
-STORED_BATCH = 100
-"""Stored events sent to a REQ between waits for the socket to take them."""
 
 
 @dataclass(slots=True)
@@ -166,10 +163,10 @@ class Session:
         if self.subscriptions.get(sub_id) is not sub:
             return  # closed or replaced meanwhile
         sent = set()
-        for index, event in enumerate(stored, start=1):
+        for event in stored:
             sent.add(event.id)
             self._send(encode_event(sub_id, event))
-            if self._flush is not None and index % STORED_BATCH == 0:
+            if self._flush is not None:
                 await self._flush()
             if self.subscriptions.get(sub_id) is not sub:
                 return

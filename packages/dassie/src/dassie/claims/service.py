@@ -68,15 +68,28 @@ class ClaimService:
         self._lookups: dict[str, asyncio.Future[ChannelState | None]] = {}
         self.on_accepted: list[Callable[[ChannelState, ClaimRecord], None]] = []
         self._locks: dict[str, list[Any]] = {}
-        self._last_record: dict[str, ClaimRecord] = {}
+        self._known: dict[str, asyncio.Future[ChannelState]] = {}
 
     # -- channels -------------------------------------------------------
 
     def learn(self, channel: ChannelState) -> None:
-        """Cache a channel (from a ``ChannelOpened`` log or a lookup)."""
-        if channel.chain in {s.name for s in self.sources if _is_ours(s, channel)}:
+        """Cache a channel (from a ``ChannelOpened`` log); ignored unless it pays this node."""
+        if any(_is_ours(s, channel) for s in self.sources):
             self.channels[channel.channel_id] = channel
             self._missing.pop(channel.channel_id, None)
+            waiter = self._known.pop(channel.channel_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(channel)
+
+    async def wait_known(self, channel_id: str) -> ChannelState:
+        """Wait until the channel is learnt from the chain's logs (tests, tools)."""
+        cached = self.channels.get(channel_id)
+        if cached is not None:
+            return cached
+        future = self._known.get(channel_id)
+        if future is None:
+            future = self._known[channel_id] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(future)
 
     def mark_closed(self, channel_id: str) -> None:
         channel = self.channels.get(channel_id)
@@ -160,21 +173,22 @@ class ClaimService:
             # FIFO per channel: claims are decided in the order they arrived, even
             # when an earlier one waits for a chain lookup.
             async with lock:
-                verified, durable = await self._decide_and_apply(claim, min_amount)
+                verified, accepted = await self._decide_and_apply(claim, min_amount)
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._locks[channel_id]
-        if durable is not None:
+        if accepted is not None:
+            record, durable = accepted
             await durable
             assert verified.channel is not None
             for callback in self.on_accepted:
-                callback(verified.channel, self._last_record[channel_id])
+                callback(verified.channel, record)
         return verified
 
     async def _decide_and_apply(
         self, claim: PaymentClaim, min_amount: int
-    ) -> tuple[Verified, asyncio.Future[None] | None]:
+    ) -> tuple[Verified, tuple[ClaimRecord, asyncio.Future[None]] | None]:
         channel_id = claim.channel_id
         channel = await self.channel(channel_id)
         decision = self._decide(channel, claim, min_amount)
@@ -197,9 +211,7 @@ class ClaimService:
             return Verified(decision, channel), None
         assert channel is not None
         # No await between _decide and here: the decision and its effects are one step.
-        record, durable = self._apply(channel, claim, decision.delta)
-        self._last_record[channel_id] = record
-        return Verified(decision, channel), durable
+        return Verified(decision, channel), self._apply(channel, claim, decision.delta)
 
     def _decide(
         self, channel: ChannelState | None, claim: PaymentClaim, min_amount: int

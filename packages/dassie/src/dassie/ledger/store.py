@@ -236,30 +236,40 @@ class LedgerStore:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Job]) -> BaseException | None:
+        accounts: dict[str, tuple[Any, ...]] = {}
+        transfers: dict[int, tuple[Any, ...]] = {}
+        claims: list[tuple[Any, ...]] = []
+        settlements: list[tuple[Any, ...]] = []
+        for job in batch:  # later rows of the same account/transfer supersede earlier ones
+            for row in job.accounts:
+                accounts[row[0]] = row
+            for row in job.transfers:
+                transfers[row[0]] = row
+            claims += job.claims
+            settlements += job.settlements
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                if job.accounts:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        job.accounts,
-                    )
-                if job.transfers:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?, ?)",
-                        job.transfers,
-                    )
-                if job.claims:
-                    conn.executemany(
-                        "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature,"
-                        " delta, transfer_id, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        job.claims,
-                    )
-                if job.settlements:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        job.settlements,
-                    )
+            if accounts:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    accounts.values(),
+                )
+            if transfers:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?, ?)",
+                    transfers.values(),
+                )
+            if claims:
+                conn.executemany(
+                    "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature,"
+                    " delta, transfer_id, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    claims,
+                )
+            if settlements:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    settlements,
+                )
             conn.execute("COMMIT")
             return None
         except BaseException as exc:

@@ -67,6 +67,7 @@ class SettlementManager:
         self._backoff: dict[str, float] = {}
         self._next_probe: dict[str, float] = {}
         self._booked: dict[str, asyncio.Future[SettlementRecord]] = {}
+        self._channel_booked: dict[str, asyncio.Future[SettlementRecord]] = {}
         claims.on_accepted.append(self._on_accepted)
 
     def _spawn(self, coro: object) -> None:
@@ -183,9 +184,14 @@ class SettlementManager:
                 changes.merge(ledger.ensure_account(gas))
                 changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
         await self.store.commit(changes, settlements=[done])
-        waiter = self._booked_future(record.tx_hash)
-        if not waiter.done():
-            waiter.set_result(done)
+        for waiter in (
+            self._booked_future(record.tx_hash),
+            self._channel_booked.setdefault(
+                record.channel_id, asyncio.get_running_loop().create_future()
+            ),
+        ):
+            if not waiter.done():
+                waiter.set_result(done)
         log.info("settlement %s of %s: %s", record.tx_hash, record.channel_id, done.status)
 
     def _booked_future(self, tx_hash: str) -> asyncio.Future[SettlementRecord]:
@@ -201,6 +207,16 @@ class SettlementManager:
         if record is not None and record.status != "pending":
             return record
         return await asyncio.shield(self._booked_future(tx_hash))
+
+    async def wait_channel_settled(self, channel_id: str) -> SettlementRecord:
+        """Wait until a settlement of ``channel_id`` (whatever started it) is booked."""
+        for record in self.store.settlements.values():
+            if record.channel_id == channel_id and record.status != "pending":
+                return record
+        future = self._channel_booked.setdefault(
+            channel_id, asyncio.get_running_loop().create_future()
+        )
+        return await asyncio.shield(future)
 
     # -- the background loop --------------------------------------------
 

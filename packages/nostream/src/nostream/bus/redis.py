@@ -3,7 +3,9 @@
 A published event is handed to this process's callbacks at once and sent on
 the Redis channel as ``<origin> <event JSON>``, where ``origin`` is a random
 id of this bus instance; the reader drops messages carrying its own origin,
-so each process delivers every event exactly once. When Redis is down,
+so each process delivers every event exactly once. Pub/sub is at most once:
+an event published while a reader is reconnecting does not reach it (the
+event is stored; clients get it from a REQ). When Redis is down,
 events still reach local subscribers; the reader reconnects and resubscribes
 with a capped backoff, and :meth:`RedisBus.healthy` reports the link state.
 """
@@ -58,6 +60,12 @@ def decode_message(data: bytes) -> tuple[bytes, Event]:
     return origin, event
 
 
+def _safe(url: str) -> str:
+    """``url`` without its password."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2]
+
+
 class RedisBus:
     """:class:`~nostream.bus.base.EventBus` over one Redis pub/sub channel."""
 
@@ -82,12 +90,30 @@ class RedisBus:
         """Events delivered from other processes."""
         self.dropped = 0
         """Malformed bus messages ignored."""
+        self.connections = 0
+        """How many times the reader has subscribed (1 + reconnections)."""
+        self._state = asyncio.Condition()
 
     async def start(self) -> None:
-        """Connect and subscribe; raises ``redis.exceptions.RedisError`` when Redis is down."""
+        """Connect and subscribe; raises :class:`ConnectionError` when Redis is unreachable."""
         self._client = aioredis.Redis.from_url(
             self.url, socket_connect_timeout=5, health_check_interval=30
         )
+        try:
+            pubsub = await self._subscribe()
+        except (RedisError, OSError) as exc:
+            await self._client.aclose()
+            self._client = None
+            raise ConnectionError(f"cannot subscribe to Redis at {_safe(self.url)}: {exc}") from exc
+        except BaseException:
+            await self._client.aclose()
+            self._client = None
+            raise
+        self._reader = asyncio.create_task(self._read_loop(pubsub), name="redis-bus-reader")
+
+    async def _subscribe(self) -> aioredis.client.PubSub:
+        """A pubsub subscribed to the channel (confirmed by Redis) on a new connection."""
+        assert self._client is not None
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)
@@ -99,12 +125,18 @@ class RedisBus:
                 if confirm[0] in (b"subscribe", "subscribe"):
                     break
         except BaseException:
-            await pubsub.aclose()
-            await self._client.aclose()
-            self._client = None
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             raise
         self._connected = True
-        self._reader = asyncio.create_task(self._read_loop(pubsub), name="redis-bus-reader")
+        self.connections += 1
+        async with self._state:
+            self._state.notify_all()
+        return pubsub
+
+    async def wait_for_connection(self, after: int) -> None:
+        """Return once the bus has (re)subscribed more than ``after`` times in total."""
+        async with self._state:
+            await self._state.wait_for(lambda: self.connections > after)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -154,24 +186,27 @@ class RedisBus:
         self.received += 1
         self._deliver(event)
 
-    async def _read_loop(self, pubsub: aioredis.client.PubSub) -> None:
+    async def _read_loop(self, pubsub: aioredis.client.PubSub | None) -> None:
         delay = self._delay
         try:
             while True:
                 try:
+                    if pubsub is None:
+                        pubsub = await self._subscribe()
+                        delay = self._delay
                     message = await pubsub.get_message(timeout=None)
-                    self._connected = True
-                    delay = self._delay
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
                 except (RedisError, OSError) as exc:
                     if self._connected:
-                        log.warning("redis bus: connection lost: %s", exc)
+                        log.warning("redis bus: connection lost, reconnecting: %s", exc)
                     self._connected = False
+                    if pubsub is not None:
+                        with contextlib.suppress(RedisError, OSError):
+                            await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        pubsub = None
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._max_delay)
-                    with contextlib.suppress(RedisError, OSError):
-                        await pubsub.reset()
-                        await pubsub.subscribe(self.channel)
         finally:
-            await pubsub.aclose()
+            if pubsub is not None:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

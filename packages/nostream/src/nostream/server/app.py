@@ -42,6 +42,7 @@ class _Outbox:
         self.queue: deque[bytes] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
+        self.writing = False
         self.drained = asyncio.Event()
         self.closer: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._run(), name="ws-writer")
@@ -53,7 +54,6 @@ class _Outbox:
             self.overflowed = True
             self.queue.clear()
             log.info("closing a slow client: more than %d frames queued", self.limit)
-            self.task.cancel()
             self.closer = asyncio.create_task(self._close_slow(), name="ws-close-slow")
             return
         self.queue.append(frame)
@@ -66,22 +66,36 @@ class _Outbox:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue and not ws.closed:
+                    self.writing = True
                     await ws.send_frame(self.queue.popleft(), WSMsgType.TEXT)
+                    self.writing = False
                 self.drained.set()
+                if self.overflowed:
+                    return
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer stopped: %s", exc)
+        finally:
+            self.drained.set()  # wake any flush(): nothing more will be written
 
     async def _close_slow(self) -> None:
         """Close with 4000; a client too slow to take even the close frame is cut off."""
+        if self.writing:  # the socket takes no data, so no close frame would get through
+            self._abort()
+            return
         try:
             async with asyncio.timeout(2):
                 await self.ws.close(code=WS_SLOW_CONSUMER, message=b"slow consumer")
         except (TimeoutError, ConnectionError, RuntimeError):
-            if isinstance(self.transport, asyncio.WriteTransport):
-                self.transport.abort()
+            self._abort()
+
+    def _abort(self) -> None:
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
 
     async def flush(self) -> None:
-        """Wait until the writer has handed every queued frame to the socket."""
+        """Wait, when the queue is half full, until the writer has emptied it."""
+        if len(self.queue) < self.limit // 2:
+            return
         while self.queue and not self.ws.closed and not self.task.done():
             self.drained.clear()
             await self.drained.wait()

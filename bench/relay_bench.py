@@ -1,0 +1,769 @@
+#!/usr/bin/env python3
+"""Relay benchmark: our ``nostream serve`` against PyPI ``nostr-relay``, side by side.
+
+Measures, for each relay, over real WebSockets on this machine:
+
+* ingest: P publishers sending pre-signed kind-1 events (W in flight each) ->
+  events/s acknowledged with OK true, OK latency p50/p99;
+* REQ latency (one author + kind 1, limit 100) p50/p99 on a database seeded
+  with N events (default 1,000,000; both relays get the same rows, loaded
+  straight into their SQLite files / our PostgreSQL with COPY);
+* fan-out latency from publishing one event to its arrival at each of S
+  subscribers (default 1,000) p50/p99.
+
+The peer is installed into ``bench/.peer-venv`` from the hash-pinned
+``bench/requirements-peer.txt`` (never into the project's .venv). Signed seed
+events are cached in ``bench/.cache/seed-<N>.sqlite3``.
+
+    .venv/bin/python bench/relay_bench.py --events 20000          # quick
+    .venv/bin/python bench/relay_bench.py                         # full (1M)
+    .venv/bin/python bench/relay_bench.py --postgres postgresql://u:p@host/db
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from coincurve import PrivateKey
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = HERE / ".cache"
+PEER_VENV = HERE / ".peer-venv"
+PEER_REQUIREMENTS = HERE / "requirements-peer.txt"
+SEED_KEYS = 100
+SEED_CHUNK = 5000
+NOW = int(time.time())
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+class Signer:
+    """Signs events for one key quickly (the key objects are built once)."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.key = PrivateKey(hashlib.sha256(seed).digest())
+        self.pubkey = self.key.public_key_xonly.format().hex()
+
+    def sign(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int
+    ) -> dict[str, Any]:
+        body = orjson.dumps([0, self.pubkey, created_at, kind, tags, content])
+        digest = hashlib.sha256(body).digest()
+        sig = self.key.sign_schnorr(digest, None)
+        return {
+            "id": digest.hex(),
+            "pubkey": self.pubkey,
+            "created_at": created_at,
+            "kind": kind,
+            "tags": tags,
+            "content": content,
+            "sig": sig.hex(),
+        }
+
+
+def seed_signers() -> list[Signer]:
+    return [Signer(b"bench-seed-%d" % i) for i in range(SEED_KEYS)]
+
+
+def _seed_chunk(start: int, stop: int, total: int) -> list[tuple[Any, ...]]:
+    signers = seed_signers()
+    rows = []
+    for i in range(start, stop):
+        signer = signers[i % SEED_KEYS]
+        created_at = NOW - 3600 - (total - i)  # spread over the past, one per second
+        if i % 10 < 7:
+            kind, tags = 1, [["t", f"topic{i % 50}"]] if i % 3 == 0 else []
+            content = f"seed note {i}"
+        else:
+            kind = 7
+            target = hashlib.sha256(b"target-%d" % (i // 2)).hexdigest()
+            tags = [["e", target], ["p", signers[(i + 1) % SEED_KEYS].pubkey]]
+            content = "+"
+        e = signer.sign(kind, content, tags, created_at)
+        rows.append(
+            (
+                bytes.fromhex(e["id"]),
+                bytes.fromhex(e["pubkey"]),
+                created_at,
+                kind,
+                orjson.dumps(tags).decode(),
+                content,
+                bytes.fromhex(e["sig"]),
+            )
+        )
+    return rows
+
+
+def _seed_chunk_star(args: tuple[int, int, int]) -> list[tuple[Any, ...]]:
+    return _seed_chunk(*args)
+
+
+def ensure_seed(n: int, procs: int) -> Path:
+    """A cached SQLite file with ``n`` signed events in table ``seed``."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"seed-{n}.sqlite3"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp)
+    db.execute(
+        "CREATE TABLE seed (id BLOB PRIMARY KEY, pubkey BLOB, created_at INTEGER, kind INTEGER,"
+        " tags TEXT, content TEXT, sig BLOB)"
+    )
+    chunks = [(s, min(s + SEED_CHUNK, n), n) for s in range(0, n, SEED_CHUNK)]
+    started = time.monotonic()
+    done = 0
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        for rows in pool.imap_unordered(_seed_chunk_star, chunks):
+            db.executemany("INSERT INTO seed VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            done += len(rows)
+            if done % 100_000 < SEED_CHUNK:
+                log(f"signed {done}/{n} seed events ({time.monotonic() - started:.0f}s)")
+    db.commit()
+    db.close()
+    tmp.rename(path)
+    return path
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> str:
+    """JSON text for a WebSocket text frame (Nostr messages are text)."""
+    return orjson.dumps(obj).decode()
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values`` in milliseconds (inputs in seconds)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index] * 1000
+
+
+async def wait_http(port: int, proc: subprocess.Popen[bytes], limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"relay exited with {proc.returncode}")
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                    await resp.read()
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.2)
+    raise RuntimeError(f"relay on port {port} did not answer within {limit}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- our relay --------------------------------------------------------------------------
+
+OUR_SETTINGS = """
+limits:
+  event:
+    createdAt:
+      maxPositiveDelta: 900
+      maxNegativeDelta: 0
+    rateLimits:
+      - description: none
+        period: 1000
+        rate: 100000000
+  client:
+    subscription:
+      maxLimit: 5000
+      defaultLimit: 500
+  message:
+    rateLimits:
+      - description: none
+        period: 1000
+        rate: 100000000
+network:
+  maxOutgoingQueue: 100000
+"""
+
+
+@dataclass
+class Relay:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+def _pg_env(dsn: str) -> dict[str, str]:
+    from urllib.parse import unquote, urlsplit
+
+    p = urlsplit(dsn)
+    return {
+        "DB_HOST": p.hostname or "127.0.0.1",
+        "DB_PORT": str(p.port or 5432),
+        "DB_USER": unquote(p.username or "postgres"),
+        "DB_PASSWORD": unquote(p.password or ""),
+        "DB_NAME": p.path.lstrip("/") or "postgres",
+    }
+
+
+def load_ours_sqlite(seed: Path, db_path: Path) -> None:
+    """Create our schema (by opening the store) and copy the seed rows in with SQL."""
+    from nostream.storage.sqlite import SqliteEventStore
+
+    async def migrate() -> None:
+        store = SqliteEventStore(db_path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("ATTACH DATABASE ? AS s", (str(seed),))
+    db.execute(
+        "INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, d_tag, expires_at)"
+        " SELECT lower(hex(id)), lower(hex(pubkey)), created_at, kind, tags, content,"
+        " lower(hex(sig)), NULL, NULL FROM s.seed"
+    )
+    db.execute(
+        "INSERT INTO event_tags (event_id, name, value, created_at)"
+        " SELECT lower(hex(x.id)), t.value ->> 0, t.value ->> 1, x.created_at"
+        " FROM s.seed AS x, json_each(x.tags) AS t"
+        " WHERE json_array_length(t.value) > 1 AND length(t.value ->> 0) = 1"
+    )
+    db.commit()
+    db.execute("ANALYZE")
+    db.close()
+
+
+def load_ours_postgres(seed: Path, dsn: str) -> None:
+    """Migrate the database with our store and COPY the seed rows in."""
+    from nostr_protocol.event import Event
+    from nostream.storage.postgres import PostgresEventStore
+
+    async def run() -> None:
+        store = PostgresEventStore(dsn)
+        await store.open()
+        try:
+            db = sqlite3.connect(seed)
+            cursor = db.execute("SELECT * FROM seed")
+            while rows := cursor.fetchmany(50_000):
+                events = [
+                    Event(
+                        r[0].hex(),
+                        r[1].hex(),
+                        r[2],
+                        r[3],
+                        tuple(tuple(t) for t in orjson.loads(r[4])),
+                        r[5],
+                        r[6].hex(),
+                    )
+                    for r in rows
+                ]
+                await store.bulk_load(events)
+            db.close()
+            pool = store._pool
+            assert pool is not None
+            await pool.execute("ANALYZE")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def start_ours(workdir: Path, postgres: str | None) -> Relay:
+    port = free_port()
+    (workdir / "settings.yaml").write_text(OUR_SETTINGS)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DASSIE_", "DB_", "REDIS_", "RELAY_", "NOSTR_", "PAYMENTS_"))
+    }
+    env.update(
+        RELAY_HOST="127.0.0.1",
+        RELAY_PORT=str(port),
+        NOSTR_CONFIG_DIR=str(workdir),
+        NOSTR_DATA_DIR=str(workdir),
+    )
+    if postgres:
+        env.update(_pg_env(postgres))
+    log_file = open(workdir / "relay.log", "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nostream.cli", "serve"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    log_file.close()
+    return Relay("ours", port, proc, workdir)
+
+
+def our_sqlite_path(workdir: Path) -> Path:
+    from nostream.config import load_settings
+
+    env = {"NOSTR_CONFIG_DIR": str(workdir), "NOSTR_DATA_DIR": str(workdir)}
+    (workdir / "settings.yaml").write_text(OUR_SETTINGS)
+    return Path(load_settings(env).sqlite_path)
+
+
+# -- the peer (nostr-relay) -------------------------------------------------------------
+
+
+def ensure_peer_venv() -> Path:
+    exe = PEER_VENV / "bin" / "nostr-relay"
+    if exe.exists():
+        return exe
+    log("creating bench/.peer-venv for nostr-relay (hash-pinned)")
+    venv.EnvBuilder(with_pip=True, clear=True).create(PEER_VENV)
+    subprocess.run(
+        [
+            str(PEER_VENV / "bin" / "pip"),
+            "install",
+            "-q",
+            "--require-hashes",
+            "-r",
+            str(PEER_REQUIREMENTS),
+        ],
+        check=True,
+    )
+    return exe
+
+
+PEER_CONFIG = """
+DEBUG: false
+relay_name: bench peer
+storage:
+  sqlalchemy.url: sqlite+aiosqlite:///{db}
+  num_concurrent_reqs: 10
+  num_concurrent_adds: 2
+  validators:
+    - nostr_relay.validators.is_not_too_large
+    - nostr_relay.validators.is_signed
+    - nostr_relay.validators.is_recent
+verification:
+  nip05_verification: disabled
+gunicorn:
+  bind: 127.0.0.1:{port}
+  workers: 1
+  loglevel: warning
+  reload: false
+authentication:
+  enabled: false
+message_timeout: 1800
+subscription_limit: 32
+max_limit: 6000
+logging:
+  version: 1
+  formatters:
+    simple:
+      format: "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+  handlers:
+    console:
+      class: logging.StreamHandler
+      level: WARNING
+      formatter: simple
+      stream: ext://sys.stdout
+  loggers:
+    nostr_relay:
+      level: WARNING
+      handlers: [console]
+      propagate: false
+"""
+
+
+def start_peer(workdir: Path) -> Relay:
+    exe = ensure_peer_venv()
+    port = free_port()
+    config = workdir / "peer.yaml"
+    config.write_text(PEER_CONFIG.format(db=workdir / "peer.sqlite3", port=port))
+    log_file = open(workdir / "peer.log", "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(
+        [str(exe), "-c", str(config), "serve"],
+        cwd=workdir,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log_file.close()
+    return Relay("nostr-relay", port, proc, workdir)
+
+
+def stop_peer(relay: Relay) -> None:
+    if relay.proc.poll() is None:
+        os.killpg(relay.proc.pid, signal.SIGTERM)  # gunicorn and its worker
+        try:
+            relay.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(relay.proc.pid, signal.SIGKILL)
+            relay.proc.wait()
+
+
+def load_peer(seed: Path, db_path: Path) -> None:
+    db = sqlite3.connect(db_path)
+    db.execute("ATTACH DATABASE ? AS s", (str(seed),))
+    db.execute(
+        "INSERT INTO events (id, created_at, kind, pubkey, tags, sig, content)"
+        " SELECT id, created_at, kind, pubkey, tags, sig, content FROM s.seed"
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO tags (id, name, value)"
+        " SELECT x.id, t.value ->> 0, t.value ->> 1 FROM s.seed AS x, json_each(x.tags) AS t"
+        " WHERE json_array_length(t.value) > 1 AND length(t.value ->> 0) = 1"
+    )
+    db.commit()
+    db.execute("ANALYZE")
+    db.close()
+
+
+# -- measurements -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    ingest_rate: float = float("nan")
+    ingest_ok: int = 0
+    ingest_p50: float = float("nan")
+    ingest_p99: float = float("nan")
+    req_p50: float = float("nan")
+    req_p99: float = float("nan")
+    req_rows: float = float("nan")
+    fanout_p50: float = float("nan")
+    fanout_p99: float = float("nan")
+    fanout_received: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def measure_ingest(
+    url: str, events: list[list[dict[str, Any]]], window: int, result: Result
+) -> None:
+    latencies: list[float] = []
+    rejected: list[str] = []
+
+    async def publisher(batch: list[dict[str, Any]], session: aiohttp.ClientSession) -> None:
+        async with session.ws_connect(url, max_msg_size=0) as ws:
+            sent: dict[str, float] = {}
+            pending = iter(batch)
+            in_flight = 0
+
+            async def send_next() -> bool:
+                nonlocal in_flight
+                event = next(pending, None)
+                if event is None:
+                    return False
+                sent[event["id"]] = time.perf_counter()
+                await ws.send_str(dumps(["EVENT", event]))
+                in_flight += 1
+                return True
+
+            for _ in range(window):
+                if not await send_next():
+                    break
+            while in_flight:
+                msg = await ws.receive()
+                if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    rejected.append(f"connection closed: {msg.type}")
+                    return
+                data = orjson.loads(msg.data)
+                if data[0] != "OK":
+                    continue
+                in_flight -= 1
+                started = sent.pop(data[1], None)
+                if started is not None:
+                    if data[2]:
+                        latencies.append(time.perf_counter() - started)
+                    else:
+                        rejected.append(str(data[3]))
+                await send_next()
+
+    async with aiohttp.ClientSession() as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(publisher(batch, session) for batch in events))
+        elapsed = time.perf_counter() - began
+    result.ingest_ok = len(latencies)
+    result.ingest_rate = len(latencies) / elapsed
+    result.ingest_p50 = pct(latencies, 0.5)
+    result.ingest_p99 = pct(latencies, 0.99)
+    if rejected:
+        result.errors.append(f"ingest: {len(rejected)} rejected, e.g. {rejected[0]!r}")
+
+
+async def measure_req(url: str, authors: list[str], queries: int, result: Result) -> None:
+    latencies: list[float] = []
+    rows: list[int] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
+        for i in range(queries):
+            sub = f"q{i}"
+            filt = {"authors": [authors[i % len(authors)]], "kinds": [1], "limit": 100}
+            started = time.perf_counter()
+            await ws.send_str(dumps(["REQ", sub, filt]))
+            count = 0
+            while True:
+                data = orjson.loads((await ws.receive()).data)
+                if data[0] == "EVENT" and data[1] == sub:
+                    count += 1
+                elif data[0] == "EOSE" and data[1] == sub:
+                    break
+            latencies.append(time.perf_counter() - started)
+            rows.append(count)
+            await ws.send_str(dumps(["CLOSE", sub]))
+    result.req_p50 = pct(latencies, 0.5)
+    result.req_p99 = pct(latencies, 0.99)
+    result.req_rows = statistics.mean(rows)
+
+
+async def measure_fanout(
+    url: str, subscribers: int, events: list[dict[str, Any]], result: Result
+) -> None:
+    author = events[0]["pubkey"]
+    expected = {e["id"] for e in events}
+    arrivals: dict[str, list[float]] = {e["id"]: [] for e in events}
+    done = {e["id"]: asyncio.Event() for e in events}
+    ready = asyncio.Event()
+    eose = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sockets = []
+        for i in range(subscribers):
+            ws = await session.ws_connect(url, max_msg_size=0)
+            sockets.append(ws)
+            await ws.send_str(
+                dumps(["REQ", f"f{i}", {"authors": [author], "kinds": [1], "limit": 0}])
+            )
+
+        async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
+            nonlocal eose
+            async for msg in ws:
+                now = time.perf_counter()
+                data = orjson.loads(msg.data)
+                if data[0] == "EOSE":
+                    eose += 1
+                    if eose == subscribers:
+                        ready.set()
+                elif data[0] == "EVENT" and data[2]["id"] in expected:
+                    got = arrivals[data[2]["id"]]
+                    got.append(now)
+                    if len(got) == subscribers:
+                        done[data[2]["id"]].set()
+
+        listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
+        latencies: list[float] = []
+        try:
+            await asyncio.wait_for(ready.wait(), 120)
+            async with session.ws_connect(url, max_msg_size=0) as pub:
+                for event in events:
+                    started = time.perf_counter()
+                    await pub.send_str(dumps(["EVENT", event]))
+                    try:
+                        await asyncio.wait_for(done[event["id"]].wait(), 30)
+                    except TimeoutError:
+                        result.errors.append(
+                            f"fan-out: {len(arrivals[event['id']])}/{subscribers} got an event"
+                        )
+                    latencies.extend(t - started for t in arrivals[event["id"]])
+                    await asyncio.sleep(0.05)  # let the relay settle between events
+        finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    result.fanout_received = len(latencies)
+    result.fanout_p50 = pct(latencies, 0.5)
+    result.fanout_p99 = pct(latencies, 0.99)
+
+
+def fresh_events(
+    publishers: int, total: int, tag: str
+) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """``total`` kind-1 events for ingest split over publishers, and 20 fan-out events."""
+    signers = [Signer(f"bench-{tag}-pub-{i}".encode()) for i in range(publishers)]
+    now = int(time.time())
+    batches = [
+        [
+            signers[p].sign(1, f"ingest {tag} {p}:{i}", [["t", "bench"]], now)
+            for i in range(total // publishers)
+        ]
+        for p in range(publishers)
+    ]
+    fan = Signer(f"bench-{tag}-fanout".encode())
+    fanout = [fan.sign(1, f"fan-out {tag} {i}", [], now) for i in range(20)]
+    return batches, fanout
+
+
+async def run_suite(relay: Relay, args: argparse.Namespace, authors: list[str]) -> Result:
+    result = Result()
+    await wait_http(relay.port, relay.proc)
+    batches, fanout = fresh_events(args.publishers, args.ingest, f"{relay.name}-{time.time()}")
+    log(f"{relay.name}: REQ x{args.queries}")
+    await measure_req(relay.url, authors, args.queries, result)
+    log(f"{relay.name}: ingest {args.ingest} events, {args.publishers} publishers")
+    await measure_ingest(relay.url, batches, args.window, result)
+    log(f"{relay.name}: fan-out to {args.subscribers} subscribers")
+    try:
+        await measure_fanout(relay.url, args.subscribers, fanout[: args.fanout_events], result)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        result.errors.append(f"fan-out failed: {exc!r}")
+    return result
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, ours: Result, peer: Result | None) -> None:
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    rows: list[tuple[str, float, float | None, bool, str]] = [
+        ("ingest, events/s", ours.ingest_rate, peer and peer.ingest_rate, True, ">= 5000, >= 5x"),
+        ("OK latency p50, ms", ours.ingest_p50, peer and peer.ingest_p50, False, ""),
+        ("OK latency p99, ms", ours.ingest_p99, peer and peer.ingest_p99, False, ""),
+        (f"REQ p50 ({args.events:,} ev), ms", ours.req_p50, peer and peer.req_p50, False, "< 5"),
+        (f"REQ p99 ({args.events:,} ev), ms", ours.req_p99, peer and peer.req_p99, False, ""),
+        (
+            f"fan-out p50 ({args.subscribers} subs), ms",
+            ours.fanout_p50,
+            peer and peer.fanout_p50,
+            False,
+            "",
+        ),
+        (
+            f"fan-out p99 ({args.subscribers} subs), ms",
+            ours.fanout_p99,
+            peer and peer.fanout_p99,
+            False,
+            "< 100",
+        ),
+    ]
+    print()
+    print(
+        f"nostream ({backend}) vs nostr-relay 1.14 (SQLite, gunicorn 1 worker); "
+        f"{os.cpu_count()} CPUs; client in the same machine"
+    )
+    header = f"{'metric':34} {'ours':>10} {'nostr-relay':>12} {'ours better by':>15}  target"
+    print(header)
+    print("-" * len(header))
+    for name, mine, theirs, higher_better, target in rows:
+        if theirs is None or theirs != theirs or mine != mine:
+            ratio = "-"
+        elif higher_better:
+            ratio = f"{mine / theirs:.1f}x" if theirs else "inf"
+        else:
+            ratio = f"{theirs / mine:.1f}x" if mine else "inf"
+        peer_cell = "-" if theirs is None else f"{theirs:12.1f}"
+        print(f"{name:34} {mine:10.1f} {peer_cell:>12} {ratio:>15}  {target}")
+    print(
+        f"REQ rows per query: ours {ours.req_rows:.0f}"
+        + (f", nostr-relay {peer.req_rows:.0f}" if peer else "")
+    )
+    for name, res in (("ours", ours), ("nostr-relay", peer)):
+        if res is not None:
+            for err in res.errors:
+                print(f"note ({name}): {err}")
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="seeded events for REQ")
+    parser.add_argument("--ingest", type=int, default=20_000, help="events published")
+    parser.add_argument("--publishers", type=int, default=16)
+    parser.add_argument("--window", type=int, default=16, help="events in flight per publisher")
+    parser.add_argument("--queries", type=int, default=300, help="REQs timed")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--fanout-events", type=int, default=20)
+    parser.add_argument("--postgres", metavar="DSN", help="run ours on this (empty) database")
+    parser.add_argument("--skip-peer", action="store_true", help="measure only ours")
+    parser.add_argument("--procs", type=int, default=os.cpu_count() or 2, help="signing processes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    if args.fanout_events > 20:
+        parser.error("--fanout-events is at most 20")
+
+    seed = ensure_seed(args.events, args.procs)
+    authors = [s.pubkey for s in seed_signers()]
+    work = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    ours_dir, peer_dir = work / "ours", work / "peer"
+    ours_dir.mkdir()
+    peer_dir.mkdir()
+    peer_result = None
+    try:
+        backend = "PostgreSQL" if args.postgres else "SQLite"
+        log(f"loading {args.events:,} events into ours ({backend})")
+        started = time.monotonic()
+        if args.postgres:
+            load_ours_postgres(seed, args.postgres)
+        else:
+            load_ours_sqlite(seed, our_sqlite_path(ours_dir))
+        log(f"loaded in {time.monotonic() - started:.0f}s")
+        relay = start_ours(ours_dir, args.postgres)
+        try:
+            ours_result = asyncio.run(run_suite(relay, args, authors))
+        finally:
+            stop(relay.proc)
+        if not args.skip_peer:
+            peer = start_peer(peer_dir)  # first start creates its schema
+            try:
+                asyncio.run(wait_http(peer.port, peer.proc))
+            finally:
+                stop_peer(peer)
+            log(f"loading {args.events:,} events into nostr-relay")
+            load_peer(seed, peer_dir / "peer.sqlite3")
+            peer = start_peer(peer_dir)
+            try:
+                peer_result = asyncio.run(run_suite(peer, args, authors))
+            finally:
+                stop_peer(peer)
+        report(args, ours_result, peer_result)
+    finally:
+        if args.keep:
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
