@@ -1,8 +1,12 @@
 """Root pytest fixtures: real PostgreSQL and Redis servers, free ports.
 
-- ``postgres_dsn``: a fresh, empty database per test on a real PostgreSQL server
+- ``postgres_dsn``: an empty database per test on a real PostgreSQL server
   (``TEST_POSTGRES_DSN`` if set, else a throwaway PostgreSQL 15 cluster started
-  once per session from ``/usr/lib/postgresql/15/bin``); dropped afterwards.
+  once per session from ``/usr/lib/postgresql/15/bin``, fsync off). After the
+  test its sessions are terminated and every schema is dropped, and the
+  database is reused by a later test (much faster than CREATE DATABASE).
+- ``postgres_server``: the throwaway server (``stop()``/``start()`` simulate a
+  restart), or None when ``TEST_POSTGRES_DSN`` is set.
 - ``redis_url``: a real Redis (``TEST_REDIS_URL`` if set, else a throwaway
   ``redis-server``); each test gets a logical DB index (cycling 0..15) that is
   flushed before it is handed out. Pub/sub channels are NOT scoped by DB index:

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,14 +190,18 @@ def run_js(packets: int, window: int, workdir: Path) -> tuple[float, int] | str:
         .replace("BOB", BOB_TOKEN)
     )
     proc2 = subprocess.Popen(
-        ["node", str(script)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ["node", str(script)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         assert proc2.stdout is not None
-        line = proc2.stdout.readline()
-        if b"ready" not in line:
-            err = proc2.stderr.read(2000).decode() if proc2.stderr else ""
-            return f"ilp-connector did not start: {(line.decode() + err)[-300:]}"
+        # Its log goes to stdout; go once both BTP listeners are up (it waits for peers).
+        seen = b""
+        while seen.count(b"listening for BTP connections") < 2:
+            line = proc2.stdout.readline()
+            if not line:
+                return f"ilp-connector did not start: {seen.decode()[-300:]}"
+            seen += line
+        threading.Thread(target=proc2.stdout.read, daemon=True).start()  # keep draining
         # One BTP listener per account: alice and bob connect to their own ports.
         return asyncio.run(
             drive(f"ws://127.0.0.1:{port_a}", f"ws://127.0.0.1:{port_b}", packets, window)

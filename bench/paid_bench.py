@@ -6,7 +6,7 @@ each a separate process on free ports. Clients open one channel per in-flight
 slot, sign cumulative claims and events up front (timed separately), then
 publish over several WebSockets and wait for every OK. Prints a table.
 
-    .venv/bin/python bench/paid_bench.py [--events 4000] [--connections 8] [--slots 8]
+    .venv/bin/python bench/paid_bench.py [--events 4000] [--connections 32] [--slots 32]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ async def verify_all(stack: DevStack, lanes: list[list[dict[str, str]]]) -> tupl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--slots", type=int, default=32, help="events in flight (one channel each)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="paid-bench-"))

@@ -478,10 +478,12 @@ class Result:
 
 
 async def measure_ingest(
-    url: str, events: list[list[dict[str, Any]]], window: int, result: Result
+    url: str, events: list[list[dict[str, Any]]], window: int, result: Result, budget: float
 ) -> None:
+    """Publish until every event is acknowledged or ``budget`` seconds have passed."""
     latencies: list[float] = []
     rejected: list[str] = []
+    deadline = time.perf_counter() + budget
 
     async def publisher(batch: list[dict[str, Any]], session: aiohttp.ClientSession) -> None:
         async with session.ws_connect(url, max_msg_size=0) as ws:
@@ -491,7 +493,7 @@ async def measure_ingest(
 
             async def send_next() -> bool:
                 nonlocal in_flight
-                event = next(pending, None)
+                event = next(pending, None) if time.perf_counter() < deadline else None
                 if event is None:
                     return False
                 sent[event["id"]] = time.perf_counter()
@@ -523,6 +525,9 @@ async def measure_ingest(
         began = time.perf_counter()
         await asyncio.gather(*(publisher(batch, session) for batch in events))
         elapsed = time.perf_counter() - began
+    sent_total = len(latencies) + len(rejected)
+    if sent_total < sum(len(b) for b in events):
+        result.errors.append(f"ingest: time budget ({budget:.0f}s) hit after {sent_total} events")
     result.ingest_ok = len(latencies)
     result.ingest_rate = len(latencies) / elapsed
     result.ingest_p50 = pct(latencies, 0.5)
@@ -531,11 +536,17 @@ async def measure_ingest(
         result.errors.append(f"ingest: {len(rejected)} rejected, e.g. {rejected[0]!r}")
 
 
-async def measure_req(url: str, authors: list[str], queries: int, result: Result) -> None:
+async def measure_req(
+    url: str, authors: list[str], queries: int, result: Result, budget: float
+) -> None:
     latencies: list[float] = []
     rows: list[int] = []
+    deadline = time.perf_counter() + budget
     async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
         for i in range(queries):
+            if time.perf_counter() > deadline:
+                result.errors.append(f"REQ: time budget ({budget:.0f}s) hit after {i} queries")
+                break
             sub = f"q{i}"
             filt = {"authors": [authors[i % len(authors)]], "kinds": [1], "limit": 100}
             started = time.perf_counter()
@@ -598,7 +609,7 @@ async def measure_fanout(
                     started = time.perf_counter()
                     await pub.send_str(dumps(["EVENT", event]))
                     try:
-                        await asyncio.wait_for(done[event["id"]].wait(), 30)
+                        await asyncio.wait_for(done[event["id"]].wait(), 10)
                     except TimeoutError:
                         result.errors.append(
                             f"fan-out: {len(arrivals[event['id']])}/{subscribers} got an event"
@@ -638,9 +649,9 @@ async def run_suite(relay: Relay, args: argparse.Namespace, authors: list[str]) 
     await wait_http(relay.port, relay.proc)
     batches, fanout = fresh_events(args.publishers, args.ingest, f"{relay.name}-{time.time()}")
     log(f"{relay.name}: REQ x{args.queries}")
-    await measure_req(relay.url, authors, args.queries, result)
+    await measure_req(relay.url, authors, args.queries, result, args.budget)
     log(f"{relay.name}: ingest {args.ingest} events, {args.publishers} publishers")
-    await measure_ingest(relay.url, batches, args.window, result)
+    await measure_ingest(relay.url, batches, args.window, result, args.budget)
     log(f"{relay.name}: fan-out to {args.subscribers} subscribers")
     try:
         await measure_fanout(relay.url, args.subscribers, fanout[: args.fanout_events], result)
@@ -714,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=300, help="REQs timed")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--fanout-events", type=int, default=20)
+    parser.add_argument(
+        "--budget", type=float, default=90, help="seconds at most for ingest and for REQ"
+    )
     parser.add_argument("--postgres", metavar="DSN", help="run ours on this (empty) database")
     parser.add_argument("--skip-peer", action="store_true", help="measure only ours")
     parser.add_argument("--procs", type=int, default=os.cpu_count() or 2, help="signing processes")

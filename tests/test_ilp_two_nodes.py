@@ -72,7 +72,7 @@ def assert_consistent(n: Node) -> None:
 
 @asynccontextmanager
 async def pair(
-    tmp: Path, monkeypatch: pytest.MonkeyPatch, credit_limit: int = 10**6
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, credit_limit: int = 10**6, transport: str = "btp"
 ) -> AsyncIterator[tuple[Running, Running]]:
     peer1 = {
         "name": "node1",
@@ -85,20 +85,22 @@ async def pair(
             "name": "node2",
             "token": LINK_TOKEN,
             "routes": ["test.node2"],
-            "url": n2.url.replace("http", "ws") + "/btp",
+            "url": n2.url.replace("http", "ws") + "/btp" if transport == "btp" else n2.url + "/ilp",
             "maxPacketAmount": "400",
         }
         async with node(tmp, "node1", [peer2], monkeypatch) as n1:
             await service_of(n1.node).link_up["node2"].wait()
-            await service_of(n2.node).link_up["node1"].wait()
+            if transport == "btp":
+                await service_of(n2.node).link_up["node1"].wait()
             service_of(n1.node).retry_delay = 0.001  # keep retries of temporary failures quick
             yield n1, n2
 
 
+@pytest.mark.parametrize("transport", ["btp", "http"])
 async def test_stream_payment_credits_prepaid_balance(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
-    async with pair(tmp_path, monkeypatch) as (n1, n2):
+    async with pair(tmp_path, monkeypatch, transport=transport) as (n1, n2):
         pointer = f"{n2.url}/.well-known/pay/{PUBKEY}"
         paid = await rpc(n1.url, "ilp.pay", {"paymentPointer": pointer, "amount": "1000"})
         assert paid["result"] == {

@@ -45,7 +45,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         chain_port=free_port(),
         node_port=free_port(),
         relay_port=free_port(),
-        relay_settings=unlimited_settings(),
+        relay_settings={
+            **unlimited_settings(),
+            # USDC is priced, so a USDC claim on an ETH channel goes to the node to refuse.
+            "payments": {"default_price": {"ETH": PRICE, "USDC": 5}},
+        },
         relay_env={
             "PRICING_STORE_EVENT": str(PRICE),
             "PRICING_KIND_OVERRIDES": f"30023:{LONG_PRICE}",
@@ -121,6 +125,7 @@ async def test_nip11_announces_prices(stack: DevStack) -> None:
     assert doc["limitation"]["payment_required"] is True
     assert {"kinds": [30023], "amount": LONG_PRICE, "unit": "ETH"} in doc["fees"]["publication"]
     assert {"amount": PRICE, "unit": "ETH"} in doc["fees"]["publication"]
+    assert {"amount": 5, "unit": "USDC"} in doc["fees"]["publication"]
 
 
 async def test_a_paid_note_is_accepted_stored_and_delivered(stack: DevStack) -> None:
@@ -197,6 +202,10 @@ async def test_each_rejection_gets_its_message_and_stores_nothing(stack: DevStac
             (
                 paid_event(author, key, small, 2 * PRICE, 1),
                 "restricted: insufficient channel balance",
+            ),
+            (
+                paid_event(author, key, channel, 2 * PRICE, 6, currency="DAI"),
+                "restricted: unsupported payment currency",
             ),
             (
                 paid_event(author, key, channel, 2 * PRICE, 6, currency="USDC"),

@@ -125,3 +125,74 @@ async def test_claims_survive_restart(tmp_path: Path) -> None:
     assert await reason(service, claim_params(channel.channel_id, 60, 5)) == "invalid-nonce"
     assert (await verify(service, claim_params(channel.channel_id, 70, 6)))["credited"] == "20"
     await store.close()
+
+
+async def test_a_channel_being_closed_takes_no_more_claims(service: ClaimService) -> None:
+    channel = add(service)
+    assert (await verify(service, claim_params(channel.channel_id, 10, 1)))["valid"]
+    service.mark_closed(channel.channel_id)  # a close transaction is on its way
+    # the chain still says "open": the node must not believe it
+    assert await reason(service, claim_params(channel.channel_id, 20, 2)) == "channel-closed"
+    service.reopen(channel.channel_id)  # the close failed
+    assert (await verify(service, claim_params(channel.channel_id, 20, 2)))["credited"] == "10"
+
+
+async def test_failed_commit_acknowledges_nothing_and_writes_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dassie.ledger import LedgerUnavailable
+
+    path = tmp_path / "ledger.db"
+    store = await LedgerStore.open(path)
+    source = InMemoryChannelSource("TEST", RELAY)
+    service = ClaimService(store, [source], 3600)
+    channel = make_channel()
+    source.add(channel)
+    assert (await verify(service, claim_params(channel.channel_id, 10, 1)))["valid"]
+
+    real_write = store._write
+
+    def failing_write(conn: sqlite3.Connection, batch: list) -> BaseException | None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature, delta,"
+            " transfer_id, accepted_at) VALUES ('x', 'y', '1', '1', 's', '1', NULL, 0)"
+        )
+        conn.execute("ROLLBACK")  # as if the disk failed before COMMIT
+        return OSError("disk I/O error")
+
+    store._write = failing_write  # type: ignore[method-assign]
+    with pytest.raises(LedgerUnavailable):
+        await verify(service, claim_params(channel.channel_id, 30, 2))
+    with pytest.raises(LedgerUnavailable):  # refuses work until restarted
+        await verify(service, claim_params(channel.channel_id, 40, 3))
+    store._write = real_write  # type: ignore[method-assign]
+    await store.close()
+
+    reopened = await LedgerStore.open(path)
+    try:
+        assert reopened.best_claims[channel.channel_id].nonce == 1
+        assert reopened.balance(REVENUE).balance == -10
+        reopened.ledger.check_invariant()
+        rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        assert rows == 1
+    finally:
+        await reopened.close()
+
+
+async def test_not_found_needs_every_chain_to_answer(tmp_path: Path) -> None:
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    up, down = InMemoryChannelSource("UP", RELAY), InMemoryChannelSource("DOWN", RELAY)
+    down.unavailable = "timeout"
+    service = ClaimService(store, [up, down], 3600)
+    channel = make_channel(chain="UP")
+    up.add(channel)
+    try:
+        # found on a chain that answers: verified even though another chain is down
+        assert (await verify(service, claim_params(channel.channel_id, 5, 1)))["valid"]
+        with pytest.raises(VerificationUnavailable):
+            await verify(service, claim_params("0x" + "ef" * 32, 5, 1))
+        down.unavailable = None
+        assert await reason(service, claim_params("0x" + "ef" * 32, 5, 1)) == "channel-not-found"
+    finally:
+        await store.close()

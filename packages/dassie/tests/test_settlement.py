@@ -215,3 +215,19 @@ async def test_unreachable_chain_degrades_health(tmp_path: Path) -> None:
         assert node.store.ledger.accounts == {}
     finally:
         await node.stop()
+
+
+async def test_expiring_channel_is_settled_after_a_restart(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        margin = 60
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + margin + 3)
+        key = sender_key(chain)
+        env = {"SETTLEMENT_EXPIRY_MARGIN": str(margin)}
+        async with evm_node(chain, tmp_path, **env) as (_, rpc, _):
+            params = claim_params(channel_id, 700, 1, key=key)
+            assert (await rpc.call("payment.verifyPaymentClaim", params))["result"]["valid"]
+        # The restarted node has no channel cached; it must still notice the expiry.
+        async with evm_node(chain, tmp_path, **env) as (node, _, _):
+            assert node.settlement is not None
+            record = await asyncio.wait_for(node.settlement.wait_channel_settled(channel_id), 30)
+            assert (record.status, record.claim_amount) == ("mined", 700)

@@ -99,7 +99,8 @@ async def test_raw_signed_transaction_opens_a_channel_and_its_log_is_found(
     tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
     assert receipt["status"] == 1 and receipt["blockNumber"] == 2
-    assert 0 <= tx["gas"] - receipt["gasUsed"] <= 1000  # the estimate is tight
+    # The estimate is enough and tight (refunds and SSTORE's 2300-gas floor aside).
+    assert receipt["gasUsed"] <= tx["gas"] <= receipt["gasUsed"] + 7000
     assert await w3.eth.get_balance(FACTORY_ADDRESS) == 10**18
 
     topic0 = (
@@ -229,6 +230,9 @@ async def test_malformed_json_is_a_parse_error(chain: DevchainHandle) -> None:
     status, answer = await rpc(chain.url, b'{"jsonrpc": "2.0", "id": 1, "method": ')
     assert status == 200
     assert answer["id"] is None and answer["error"]["code"] == -32700
+    # Deep nesting would overflow the C stack (py-evm lifts the recursion limit).
+    _, deep = await rpc(chain.url, b"[" * 200_000 + b"]" * 200_000)
+    assert deep["error"]["code"] == -32700
     assert (await call(chain.url, "eth_chainId"))["result"] == hex(CHAIN_ID)
 
 

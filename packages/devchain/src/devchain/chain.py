@@ -10,10 +10,9 @@ Not thread-safe: callers serialise access (the server runs it on one thread).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from eth.abc import (
     BlockHeaderAPI,
@@ -39,6 +38,26 @@ from eth_utils.address import to_checksum_address
 from payment_channel.artifacts import load_artifact
 
 from .accounts import ACCOUNTS, CHAIN_ID, FACTORY_ADDRESS, HD_PATH, INITIAL_BALANCE_WEI, MNEMONIC
+from .wire import (
+    EXECUTION_REVERTED,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    SERVER_ERROR,
+    Json,
+    Params,
+    RpcError,
+    param,
+    parse_address,
+    parse_data,
+    parse_hash,
+    parse_quantity,
+    parse_transaction,
+    to_wire,
+    wire_block,
+    wire_log,
+    wire_receipt,
+    wire_transaction,
+)
 
 __all__ = ["CLIENT_VERSION", "DevChain", "RpcError"]
 
@@ -46,158 +65,6 @@ CLIENT_VERSION = "devchain/0.1.0/py-evm"
 PRIORITY_FEE_WEI = 1_000_000_000
 _ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 _BLOCK_TAGS = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
-_CAMEL = re.compile(r"_([a-z0-9])")
-
-# JSON-RPC error codes (https://www.jsonrpc.org/specification, EIP-1474, geth).
-INVALID_PARAMS = -32602
-METHOD_NOT_FOUND = -32601
-SERVER_ERROR = -32000
-EXECUTION_REVERTED = 3
-
-Json = Any
-Params = list[Json]
-
-
-class RpcError(Exception):
-    """A JSON-RPC error object: ``{"code", "message", "data"?}``."""
-
-    def __init__(self, code: int, message: str, data: Json = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_json(self) -> dict[str, Json]:
-        error: dict[str, Json] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-def _param(params: Params, index: int, default: Json = ...) -> Json:
-    if index < len(params) and params[index] is not None:
-        return params[index]
-    if default is ...:
-        raise RpcError(INVALID_PARAMS, f"missing value for required argument {index}")
-    return default
-
-
-def _quantity(value: Json, what: str) -> int:
-    """Parse a JSON-RPC quantity: ``0x``-hex string (or, leniently, a JSON integer)."""
-    if isinstance(value, bool):
-        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, str) and value[:2] in ("0x", "0X"):
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
-
-
-def _data(value: Json, what: str) -> bytes:
-    if isinstance(value, str) and value[:2] in ("0x", "0X"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
-
-
-def _address(value: Json, what: str = "address") -> str:
-    raw = _data(value, what)
-    if len(raw) != 20:
-        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
-    return to_checksum_address(raw)
-
-
-def _hash(value: Json, what: str) -> str:
-    raw = _data(value, what)
-    if len(raw) != 32:
-        raise RpcError(INVALID_PARAMS, f"invalid {what}: {value!r}")
-    return "0x" + raw.hex()
-
-
-def _to_wire(value: Json) -> Json:
-    """eth-tester's output (snake_case keys, ints, bytes) -> JSON-RPC wire form."""
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        return hex(value)
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return {_CAMEL.sub(lambda m: m.group(1).upper(), k): _to_wire(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_wire(v) for v in value]
-    return value
-
-
-def _wire_transaction(tx: dict[str, Json]) -> dict[str, Json]:
-    wire = _to_wire(tx)
-    wire["input"] = wire.pop("data", "0x")
-    if wire.get("to") == "":
-        wire["to"] = None
-    return cast(dict[str, Json], wire)
-
-
-def _wire_block(block: dict[str, Json]) -> dict[str, Json]:
-    transactions = block["transactions"]
-    wire = _to_wire({k: v for k, v in block.items() if k != "transactions"})
-    wire["miner"] = wire.pop("coinbase", "0x" + "00" * 20)
-    wire["logsBloom"] = "0x" + int(block.get("logs_bloom", 0)).to_bytes(256, "big").hex()
-    wire["transactions"] = [
-        _wire_transaction(tx) if isinstance(tx, dict) else tx for tx in transactions
-    ]
-    return cast(dict[str, Json], wire)
-
-
-def _wire_receipt(receipt: dict[str, Json]) -> dict[str, Json]:
-    wire = _to_wire({k: v for k, v in receipt.items() if k != "state_root"})
-    wire["logs"] = [_wire_log(log) for log in receipt["logs"]]
-    wire.setdefault("type", "0x2")
-    return cast(dict[str, Json], wire)
-
-
-def _wire_log(log: dict[str, Json]) -> dict[str, Json]:
-    wire = _to_wire({k: v for k, v in log.items() if k != "type"})
-    wire["removed"] = False
-    return cast(dict[str, Json], wire)
-
-
-# JSON-RPC transaction object -> eth-tester transaction dict.
-_TX_KEYS: dict[str, tuple[str, Callable[[Json, str], Json]]] = {
-    "from": ("from", _address),
-    "to": ("to", _address),
-    "gas": ("gas", _quantity),
-    "gasPrice": ("gas_price", _quantity),
-    "maxFeePerGas": ("max_fee_per_gas", _quantity),
-    "maxPriorityFeePerGas": ("max_priority_fee_per_gas", _quantity),
-    "value": ("value", _quantity),
-    "nonce": ("nonce", _quantity),
-    "data": ("data", _data),
-    "input": ("data", _data),
-    "chainId": ("chain_id", _quantity),
-}
-
-
-def _transaction_request(value: Json) -> dict[str, Json]:
-    if not isinstance(value, dict):
-        raise RpcError(INVALID_PARAMS, "a transaction is a JSON object")
-    tx: dict[str, Json] = {}
-    for key, item in value.items():
-        if key in _TX_KEYS and item is not None:
-            name, parse = _TX_KEYS[key]
-            parsed = parse(item, key)
-            tx[name] = "0x" + parsed.hex() if isinstance(parsed, bytes) else parsed
-    if "chain_id" in tx and tx.pop("chain_id") != CHAIN_ID:
-        raise RpcError(SERVER_ERROR, f"invalid chain id: expected {CHAIN_ID}")
-    if "gas_price" in tx and "max_fee_per_gas" in tx:
-        raise RpcError(INVALID_PARAMS, "both gasPrice and maxFeePerGas specified")
-    return tx
 
 
 class DevChain:
@@ -290,11 +157,11 @@ class DevChain:
             return value
         if isinstance(value, dict):
             if "blockHash" in value:
-                block = self._tester.get_block_by_hash(_hash(value["blockHash"], "blockHash"))
+                block = self._tester.get_block_by_hash(parse_hash(value["blockHash"], "blockHash"))
                 return int(block["number"])
             if "blockNumber" in value:
                 return self._block_id(value["blockNumber"])
-        number = _quantity(value, "block number")
+        number = parse_quantity(value, "block number")
         if number > int(self._latest_header().block_number):
             raise RpcError(SERVER_ERROR, f"header not found: block {number} is in the future")
         return number
@@ -325,21 +192,21 @@ class DevChain:
         return hex(int(self._latest_header().block_number))
 
     def rpc_eth_getBalance(self, params: Params) -> Json:
-        address = _address(_param(params, 0))
-        return hex(self._tester.get_balance(address, self._block_id(_param(params, 1, "latest"))))
+        address = parse_address(param(params, 0))
+        return hex(self._tester.get_balance(address, self._block_id(param(params, 1, "latest"))))
 
     def rpc_eth_getTransactionCount(self, params: Params) -> Json:
-        address = _address(_param(params, 0))
-        return hex(self._tester.get_nonce(address, self._block_id(_param(params, 1, "latest"))))
+        address = parse_address(param(params, 0))
+        return hex(self._tester.get_nonce(address, self._block_id(param(params, 1, "latest"))))
 
     def rpc_eth_getCode(self, params: Params) -> Json:
-        address = _address(_param(params, 0))
-        return self._tester.get_code(address, self._block_id(_param(params, 1, "latest")))
+        address = parse_address(param(params, 0))
+        return self._tester.get_code(address, self._block_id(param(params, 1, "latest")))
 
     def rpc_eth_getStorageAt(self, params: Params) -> Json:
-        address = _address(_param(params, 0))
-        slot = _quantity(_param(params, 1), "storage slot")
-        block = self._block_id(_param(params, 2, "latest"))
+        address = parse_address(param(params, 0))
+        slot = parse_quantity(param(params, 1), "storage slot")
+        block = self._block_id(param(params, 2, "latest"))
         return self._tester.get_storage_at(address, hex(slot), block)
 
     # -- fees --------------------------------------------------------------------
@@ -354,9 +221,9 @@ class DevChain:
         return hex(PRIORITY_FEE_WEI)
 
     def rpc_eth_feeHistory(self, params: Params) -> Json:
-        count = _quantity(_param(params, 0), "block count")
-        newest_id = self._block_id(_param(params, 1, "latest"))
-        percentiles = _param(params, 2, [])
+        count = parse_quantity(param(params, 0), "block count")
+        newest_id = self._block_id(param(params, 1, "latest"))
+        percentiles = param(params, 2, [])
         if not 1 <= count <= 1024:
             raise RpcError(INVALID_PARAMS, "block count must be between 1 and 1024")
         if not isinstance(percentiles, list):
@@ -403,11 +270,11 @@ class DevChain:
         return cast(VirtualMachineAPI, chain.get_vm(header))
 
     def _simulate(self, params: Params, *, estimate: bool = False) -> Json:
-        tx = _transaction_request(_param(params, 0))
+        tx = parse_transaction(param(params, 0))
         tx.setdefault("from", "0x" + "00" * 20)
         if not {"gas_price", "max_fee_per_gas", "max_priority_fee_per_gas"} & tx.keys():
             tx["max_fee_per_gas"] = tx["max_priority_fee_per_gas"] = 0
-        vm = self._simulation_vm(self._block_id(_param(params, 1, "latest")))
+        vm = self._simulation_vm(self._block_id(param(params, 1, "latest")))
         raw_tx = self._tester.normalizer.normalize_inbound_transaction(tx)
         state = vm.state
         raw_tx.setdefault("gas", vm.get_header().gas_limit)
@@ -430,7 +297,7 @@ class DevChain:
     # -- transactions -------------------------------------------------------------------
 
     def rpc_eth_sendRawTransaction(self, params: Params) -> Json:
-        raw = _data(_param(params, 0), "raw transaction")
+        raw = parse_data(param(params, 0), "raw transaction")
         if not raw:
             raise RpcError(INVALID_PARAMS, "empty raw transaction")
         self._check_raw_transaction(raw)
@@ -468,12 +335,12 @@ class DevChain:
             )
 
     def rpc_eth_sendTransaction(self, params: Params) -> Json:
-        tx = _transaction_request(_param(params, 0))
+        tx = parse_transaction(param(params, 0))
         sender = tx.get("from")
         if sender not in self.accounts:
             raise RpcError(SERVER_ERROR, f"unknown account {sender}: not unlocked on this node")
         if "gas" not in tx:
-            tx["gas"] = _quantity(self.rpc_eth_estimateGas([_param(params, 0)]), "gas")
+            tx["gas"] = parse_quantity(self.rpc_eth_estimateGas([param(params, 0)]), "gas")
         if "gas_price" not in tx:
             tx.setdefault("max_priority_fee_per_gas", PRIORITY_FEE_WEI)
             tx.setdefault(
@@ -486,7 +353,7 @@ class DevChain:
         return self._tester.send_transaction(tx)
 
     def rpc_eth_getTransactionReceipt(self, params: Params) -> Json:
-        tx_hash = _hash(_param(params, 0), "transaction hash")
+        tx_hash = parse_hash(param(params, 0), "transaction hash")
         try:
             receipt = self._tester.get_transaction_receipt(tx_hash)
         except TransactionNotFound:
@@ -494,24 +361,24 @@ class DevChain:
         if receipt["block_number"] is None:
             return None
         tx = self._tester.get_transaction_by_hash(tx_hash)
-        wire = _wire_receipt(receipt)
+        wire = wire_receipt(receipt)
         wire["from"] = tx["from"]
         wire["to"] = tx["to"] or None
-        wire["type"] = _to_wire(tx.get("type", 2))
+        wire["type"] = to_wire(tx.get("type", 2))
         return wire
 
     def rpc_eth_getTransactionByHash(self, params: Params) -> Json:
-        tx_hash = _hash(_param(params, 0), "transaction hash")
+        tx_hash = parse_hash(param(params, 0), "transaction hash")
         try:
-            return _wire_transaction(self._tester.get_transaction_by_hash(tx_hash))
+            return wire_transaction(self._tester.get_transaction_by_hash(tx_hash))
         except TransactionNotFound:
             return None
 
     # -- blocks and logs --------------------------------------------------------------
 
     def rpc_eth_getBlockByNumber(self, params: Params) -> Json:
-        block_id = _param(params, 0)
-        full = bool(_param(params, 1, False))
+        block_id = param(params, 0)
+        full = bool(param(params, 1, False))
         try:
             block_number = self._block_id(block_id)
         except RpcError:
@@ -519,15 +386,15 @@ class DevChain:
                 return None  # a future block: null, as real nodes answer
             raise
         try:
-            return _wire_block(self._tester.get_block_by_number(block_number, full))
+            return wire_block(self._tester.get_block_by_number(block_number, full))
         except BlockNotFound:
             return None
 
     def rpc_eth_getBlockByHash(self, params: Params) -> Json:
-        block_hash = _hash(_param(params, 0), "block hash")
-        full = bool(_param(params, 1, False))
+        block_hash = parse_hash(param(params, 0), "block hash")
+        full = bool(param(params, 1, False))
         try:
-            return _wire_block(self._tester.get_block_by_hash(block_hash, full))
+            return wire_block(self._tester.get_block_by_hash(block_hash, full))
         except BlockNotFound:
             return None
 
@@ -538,9 +405,9 @@ class DevChain:
             raise RpcError(INVALID_PARAMS, "the filter is a JSON object")
         address = criteria.get("address")
         if isinstance(address, list):
-            address = [_address(a) for a in address]
+            address = [parse_address(a) for a in address]
         elif address is not None:
-            address = _address(address)
+            address = parse_address(address)
         topics = criteria.get("topics")
         if topics is not None:
             if not isinstance(topics, list):
@@ -548,15 +415,15 @@ class DevChain:
             topics = [
                 None
                 if t is None
-                else [_hash(x, "topic") for x in t]
+                else [parse_hash(x, "topic") for x in t]
                 if isinstance(t, list)
-                else _hash(t, "topic")
+                else parse_hash(t, "topic")
                 for t in topics
             ]
         return address, topics
 
     def rpc_eth_getLogs(self, params: Params) -> Json:
-        criteria = _param(params, 0, {})
+        criteria = param(params, 0, {})
         address, topics = self._log_criteria(criteria)
         if criteria.get("blockHash") is not None:
             if criteria.get("fromBlock") is not None or criteria.get("toBlock") is not None:
@@ -570,13 +437,13 @@ class DevChain:
         logs = self._tester.get_logs(
             from_block=from_block, to_block=to_block, address=address, topics=topics
         )
-        return [_wire_log(log) for log in logs]
+        return [wire_log(log) for log in logs]
 
     # -- filters (polled with eth_getFilterChanges) ------------------------------------
 
     def rpc_eth_newFilter(self, params: Params) -> Json:
         """A log filter; a numeric fromBlock also collects the logs already mined."""
-        criteria = _param(params, 0, {})
+        criteria = param(params, 0, {})
         address, topics = self._log_criteria(criteria)
         bounds = [criteria.get("fromBlock"), criteria.get("toBlock")]
         from_block, to_block = (
@@ -591,19 +458,19 @@ class DevChain:
         return hex(self._tester.create_block_filter())
 
     def rpc_eth_getFilterChanges(self, params: Params) -> Json:
-        filter_id = _quantity(_param(params, 0), "filter id")
+        filter_id = parse_quantity(param(params, 0), "filter id")
         changes = self._tester.get_only_filter_changes(filter_id)
-        return [_wire_log(c) if isinstance(c, dict) else c for c in changes]
+        return [wire_log(c) if isinstance(c, dict) else c for c in changes]
 
     def rpc_eth_getFilterLogs(self, params: Params) -> Json:
-        filter_id = _quantity(_param(params, 0), "filter id")
+        filter_id = parse_quantity(param(params, 0), "filter id")
         return [
-            _wire_log(c) for c in self._tester.get_all_filter_logs(filter_id) if isinstance(c, dict)
+            wire_log(c) for c in self._tester.get_all_filter_logs(filter_id) if isinstance(c, dict)
         ]
 
     def rpc_eth_uninstallFilter(self, params: Params) -> Json:
         try:
-            self._tester.delete_filter(_quantity(_param(params, 0), "filter id"))
+            self._tester.delete_filter(parse_quantity(param(params, 0), "filter id"))
         except FilterNotFound:
             return False
         return True
@@ -611,16 +478,16 @@ class DevChain:
     # -- development helpers -------------------------------------------------------------
 
     def rpc_evm_increaseTime(self, params: Params) -> Json:
-        seconds = _param(params, 0)
+        seconds = param(params, 0)
         if isinstance(seconds, str):
-            seconds = _quantity(seconds, "seconds")
+            seconds = parse_quantity(seconds, "seconds")
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
             raise RpcError(INVALID_PARAMS, f"invalid seconds: {seconds!r}")
         self._time_offset += seconds
         return self._time_offset
 
     def rpc_evm_setNextBlockTimestamp(self, params: Params) -> Json:
-        timestamp = _quantity(_param(params, 0), "timestamp")
+        timestamp = parse_quantity(param(params, 0), "timestamp")
         latest = int(self._latest_header().timestamp)
         if timestamp <= latest:
             raise RpcError(
@@ -631,7 +498,7 @@ class DevChain:
         return None
 
     def rpc_evm_mine(self, params: Params) -> Json:
-        option = _param(params, 0, None)
+        option = param(params, 0, None)
         if isinstance(option, dict):
             option = option.get("timestamp")
         if option is not None:
@@ -647,7 +514,7 @@ class DevChain:
 
     def rpc_evm_revert(self, params: Params) -> Json:
         """Back to the snapshot (chain and clock offset); false for an unknown id."""
-        snapshot = _quantity(_param(params, 0), "snapshot id")
+        snapshot = parse_quantity(param(params, 0), "snapshot id")
         try:
             self._tester.revert_to_snapshot(snapshot)
         except SnapshotNotFound:
@@ -672,7 +539,8 @@ def _estimate_gas(
     """The least gas limit (within 1000) with which ``tx`` succeeds.
 
     Starts from the gas the run at ``cap`` consumed (before refunds), which is
-    usually enough; otherwise (the 63/64 rule of nested calls) searches up to ``cap``.
+    often enough; otherwise (an SSTORE needs 2300 gas left, nested calls get
+    63/64 of it) steps up and bisects, usually in a few runs.
     """
     intrinsic = int(cast(SignedTransactionAPI, tx).intrinsic_gas)
     low = intrinsic + int(computation.get_gas_used())
@@ -683,7 +551,12 @@ def _estimate_gas(
 
     if low >= cap or succeeds(low):
         return min(low, cap)
-    high = cap
+    # Step up (doubling) to a limit that works, then bisect back down.
+    step = 2500
+    high = min(low + step, cap)
+    while high < cap and not succeeds(high):
+        low, step = high, step * 2
+        high = min(low + step, cap)
     while high - low > 1000:
         middle = (low + high) // 2
         if succeeds(middle):

@@ -52,6 +52,10 @@ async def _serve(host: str, port: int) -> int:
         await server.stop()
         print(f"devchain: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # e.g. missing contract artifacts: one line, not a traceback
+        await server.stop()
+        print(f"devchain: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

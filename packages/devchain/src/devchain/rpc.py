@@ -7,18 +7,24 @@ JSON-RPC error object, so a bad request never takes the server down.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
-from .chain import RpcError
+from .wire import RpcError
 
-__all__ = ["INTERNAL_ERROR", "INVALID_REQUEST", "PARSE_ERROR", "handle_payload"]
+__all__ = ["INTERNAL_ERROR", "INVALID_REQUEST", "MAX_NESTING", "PARSE_ERROR", "handle_payload"]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INTERNAL_ERROR = -32603
 
+MAX_NESTING = 64
+
 Call = Callable[[str, Any], Any]
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _error(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -58,11 +64,25 @@ def _handle_one(request: Any, call: Call) -> dict[str, Any] | None:
     return None if is_notification else response
 
 
+def _nesting_depth(body: bytes) -> int:
+    """How deeply arrays/objects nest in ``body`` (strings ignored), without recursion."""
+    structure = _STRING.sub(b"", _ESCAPE.sub(b"", body)).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in structure:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def handle_payload(body: bytes, call: Call) -> bytes | None:
     """Answer one HTTP body; ``None`` when it held only notifications."""
+    # py-evm raises Python's recursion limit to 100000 at import, so a deeply
+    # nested body would overflow the C stack inside json.loads: refuse it first.
+    if _nesting_depth(body) > MAX_NESTING:
+        return _encode(_error(None, PARSE_ERROR, f"parse error: nested deeper than {MAX_NESTING}"))
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         return _encode(_error(None, PARSE_ERROR, f"parse error: {exc}"))
     if isinstance(payload, list):
         if not payload:

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -60,8 +61,8 @@ class DevchainHandle:
 async def running_devchain(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[DevchainHandle]:
     """Serve a fresh dev chain in this event loop (free port by default) while inside."""
     server = DevchainServer(host, port)
-    await server.start()
     try:
+        await server.start()
         assert server.chain is not None
         yield DevchainHandle(url=server.url, factory_address=server.chain.factory_address)
     finally:
@@ -74,8 +75,8 @@ def devchain_process(
 ) -> Iterator[DevchainHandle]:
     """Run ``python -m devchain`` as a subprocess while inside; returns once it answers.
 
-    Blocks while the process starts (about two seconds). The process is
-    terminated (SIGTERM, then killed) on exit.
+    Blocks while the process starts (about two seconds; killed and an error
+    after ``timeout``). The process is terminated (SIGTERM, then killed) on exit.
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
@@ -86,7 +87,13 @@ def devchain_process(
         env=env,
     )
     try:
-        url = _read_url(process)
+        # A process that never prints its URL is killed after `timeout` seconds.
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        try:
+            url = _read_url(process)
+        finally:
+            watchdog.cancel()
         _check_answers(url, timeout)
         yield DevchainHandle(url=url)
     finally:

@@ -6,6 +6,8 @@ malformed or truncated input; the ``encode_*`` functions build bytes.
 
 from __future__ import annotations
 
+import re
+
 from interledger.errors import DecodeError, EncodeError
 
 UINT64_MAX = (1 << 64) - 1
@@ -49,7 +51,7 @@ class Reader:
     __slots__ = ("_buf", "_pos")
 
     def __init__(self, data: bytes) -> None:
-        self._buf = memoryview(bytes(data))
+        self._buf = bytes(data)
         self._pos = 0
 
     @property
@@ -59,18 +61,23 @@ class Reader:
 
     def read(self, size: int) -> bytes:
         """Read exactly ``size`` bytes."""
-        if size < 0 or size > self.remaining:
-            raise DecodeError(f"truncated: need {size} bytes, have {self.remaining}")
-        out = bytes(self._buf[self._pos : self._pos + size])
-        self._pos += size
-        return out
+        pos = self._pos
+        end = pos + size
+        if size < 0 or end > len(self._buf):
+            raise DecodeError(f"truncated: need {size} bytes, have {len(self._buf) - pos}")
+        self._pos = end
+        return self._buf[pos:end]
 
     def read_uint(self, size: int) -> int:
         """Read a fixed-size big-endian unsigned integer."""
         return int.from_bytes(self.read(size), "big")
 
     def read_uint8(self) -> int:
-        return self.read_uint(1)
+        pos = self._pos
+        if pos >= len(self._buf):
+            raise DecodeError("truncated: need 1 byte, have 0")
+        self._pos = pos + 1
+        return self._buf[pos]
 
     def read_length(self) -> int:
         """Read a canonical length determinant."""
@@ -128,7 +135,10 @@ class Reader:
             raise DecodeError(f"{self.remaining} unexpected trailing bytes")
 
 
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+
+
 def _ascii(raw: bytes) -> str:
-    if any(b < 0x20 or b > 0x7E for b in raw):
+    if _PRINTABLE.fullmatch(raw) is None:
         raise DecodeError("expected printable ASCII")
     return raw.decode("ascii")

@@ -69,6 +69,8 @@ class ClaimService:
         self.on_accepted: list[Callable[[ChannelState, ClaimRecord], None]] = []
         self._locks: dict[str, list[Any]] = {}
         self._known: dict[str, asyncio.Future[ChannelState]] = {}
+        self.closing: set[str] = set()
+        """Channels this node is closing or has closed: no claim is accepted on them."""
 
     # -- channels -------------------------------------------------------
 
@@ -92,22 +94,31 @@ class ClaimService:
         return await asyncio.shield(future)
 
     def mark_closed(self, channel_id: str) -> None:
-        channel = self.channels.get(channel_id)
-        if channel is not None:
-            self.channels[channel_id] = channel.closed_copy()
+        """Refuse further claims on the channel (it is being closed), whatever the chain says."""
+        self.closing.add(channel_id)
+
+    def reopen(self, channel_id: str) -> None:
+        """Undo :meth:`mark_closed` (the close failed) and forget the cached state."""
+        self.closing.discard(channel_id)
+        self.channels.pop(channel_id, None)
+
+    def _local(self, channel: ChannelState | None) -> ChannelState | None:
+        if channel is not None and channel.channel_id in self.closing:
+            return channel.closed_copy()
+        return channel
 
     async def channel(self, channel_id: str, *, refresh: bool = False) -> ChannelState | None:
         """The channel paying this node, from the cache or the chains."""
         if not refresh:
             cached = self.channels.get(channel_id)
             if cached is not None:
-                return cached
+                return self._local(cached)
             missing_at = self._missing.get(channel_id)
             if missing_at is not None and self.clock() - missing_at < NEGATIVE_CACHE_SECONDS:
                 return None
         pending = self._lookups.get(channel_id)
         if pending is not None:  # one lookup per channel at a time
-            return await asyncio.shield(pending)
+            return self._local(await asyncio.shield(pending))
         future: asyncio.Future[ChannelState | None] = asyncio.get_running_loop().create_future()
         self._lookups[channel_id] = future
         try:
@@ -126,7 +137,7 @@ class ClaimService:
                 self._missing.clear()
         else:
             self.channels[channel_id] = found
-        return found
+        return self._local(found)
 
     async def _lookup(self, channel_id: str) -> ChannelState | None:
         errors: list[str] = []
@@ -138,7 +149,7 @@ class ClaimService:
                 continue
             if found is not None and _is_ours(source, found):
                 return found
-        if errors and len(errors) == len(self.sources):
+        if errors:  # "unknown on every enabled chain" cannot be told while one is down
             raise VerificationUnavailable("; ".join(errors))
         return None
 
@@ -195,11 +206,8 @@ class ClaimService:
         if (
             isinstance(decision, Rejected)
             and channel is not None
-            and decision.reason
-            in (
-                Reason.INSUFFICIENT_CHANNEL_BALANCE,
-                Reason.CHANNEL_CLOSED,
-            )
+            and channel_id not in self.closing
+            and decision.reason in (Reason.INSUFFICIENT_CHANNEL_BALANCE, Reason.CHANNEL_CLOSED)
         ):
             # The cache may be stale (a top-up); ask the chain once more.
             try:

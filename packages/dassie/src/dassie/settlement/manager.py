@@ -134,7 +134,7 @@ class SettlementManager:
                 channel_id, best.claim_amount, best.nonce, best.signature
             )
         except ChainUnavailable as exc:
-            self.claims.channels[channel_id] = channel
+            self.claims.reopen(channel_id)
             raise SettlementError(str(exc)) from None
         log.info("settling %s on %s (%s): %s", channel_id, chain.name, reason, tx_hash)
         record = SettlementRecord(
@@ -177,7 +177,7 @@ class SettlementManager:
             self.claims.mark_closed(record.channel_id)
         else:
             done = replace(record, status="failed", gas_cost=receipt.gas_cost)
-            self.claims.channels.pop(record.channel_id, None)  # look it up afresh
+            self.claims.reopen(record.channel_id)  # look it up afresh
             if receipt.gas_cost > 0:
                 onchain, gas = onchain_account(record.chain), gas_account(record.chain)
                 changes.merge(ledger.ensure_account(onchain))
@@ -256,11 +256,22 @@ class SettlementManager:
 
     async def _check_expirations(self) -> None:
         now = self.clock()
-        for channel_id in list(self.store.best_claims):
-            channel = self.claims.channels.get(channel_id)
-            if channel is None or channel.closed or channel.chain not in self.chains:
+        closing = {r.channel_id for r in self.store.settlements.values() if r.status != "failed"}
+        for channel_id, best in list(self.store.best_claims.items()):
+            if channel_id in closing or best.chain not in self.chains:
                 continue
-            if now >= channel.expiration - self.expiry_margin and self.unsettled(channel) > 0:
+            account = self.store.ledger.accounts.get(channel_account(best.chain, channel_id))
+            if account is None or account.balance <= 0:
+                continue
+            channel = self.claims.channels.get(channel_id)
+            if channel is None:  # not cached since a restart: ask the chain
+                try:
+                    channel = await self.claims.channel(channel_id)
+                except RuntimeError:
+                    continue
+            if channel is None or channel.closed:
+                continue
+            if now >= channel.expiration - self.expiry_margin:
                 await self._settle_quietly(channel_id, "expiring")
 
     async def close(self) -> None:

@@ -42,10 +42,6 @@ class PaymentGate(Protocol):
         """NIP-11 ``fees`` (``{"publication": [...]}``), or None when publishing is free."""
         ...
 
-    def nip11_payments(self) -> dict[str, Any] | None:
-        """NIP-11 ``payments`` (tag form, chains, factory, recipient), or None when free."""
-        ...
-
 
 class FreePublishing:
     """The gate when payments are off: every event is accepted for free."""

@@ -16,7 +16,7 @@ from payment_channel.tag import MalformedClaim, find_payment_tag, parse_payment_
 from .gate import Charge
 from .jsonrpc import RpcError
 from .pricing import Pricing
-from .rpc_client import DassieRpcClient, RpcUnavailable
+from .rpc_client import RpcUnavailable
 
 log = logging.getLogger("nostream.payments")
 
@@ -186,7 +186,3 @@ class NodePaidPublishing:
             doc["chains"] = chains
             doc["ilpAddress"] = info.get("ilpAddress")
         return doc
-
-
-def new_rpc_client(url: str, token: str | None, timeout: float) -> DassieRpcClient:
-    return DassieRpcClient(url, token, timeout=timeout)

@@ -63,7 +63,9 @@ class DassieRpcClient:
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
         if self._task is None:
-            self._session = aiohttp.ClientSession()
+            # Bound the TCP connect; the link itself lives as long as it is healthy.
+            connect = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
+            self._session = aiohttp.ClientSession(timeout=connect)
             self._task = asyncio.create_task(self._run(), name="dassie-rpc")
 
     async def wait_connected(self) -> None:

@@ -91,6 +91,8 @@ class _Outbox:
     def _abort(self) -> None:
         if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.abort()
+        else:
+            log.warning("cannot abort a slow connection: no transport")
 
     async def flush(self) -> None:
         """Wait, when the queue is half full, until the writer has emptied it."""
@@ -195,8 +197,9 @@ class RelayServer:
             heartbeat=network.heartbeat_interval,
             compress=False,
         )
+        transport = request.transport
         await ws.prepare(request)
-        outbox = _Outbox(ws, network.max_outgoing_queue, request.transport)
+        outbox = _Outbox(ws, network.max_outgoing_queue, transport)
         session = Session(self.relay, self._client_ip(request), outbox.send, outbox.flush)
         metrics = self.relay.metrics
         metrics.connections += 1

@@ -205,6 +205,11 @@ def _storage_error(exc: BaseException) -> StorageError:
 _ERRORS = (*_CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo (no session state is ever set), so no RESET
+    round trip on every release; an open transaction is still rolled back by asyncpg."""
+
+
 class PostgresEventStore:
     """:class:`~nostream.storage.base.EventStore` on PostgreSQL via an asyncpg pool."""
 
@@ -240,6 +245,7 @@ class PostgresEventStore:
                 max_size=self._max,
                 command_timeout=self._timeout,
                 timeout=self._connect_timeout,
+                reset=_keep_session,
             )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
@@ -312,7 +318,12 @@ class PostgresEventStore:
                     stop = True
                     break
                 batch.append(nxt)
-            await self._save_batch(batch)
+            try:
+                await self._save_batch(batch)
+            except Exception as exc:  # a bug must not leave callers waiting forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StorageError(f"save failed: {exc!r}"))
             if stop:
                 return
 
@@ -324,7 +335,8 @@ class PostgresEventStore:
                 columns.add(event)
             except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a lone surrogate
                 # Columns are appended only after every conversion succeeded.
-                future.set_exception(StorageError(f"event cannot be stored: {exc}"))
+                if not future.done():
+                    future.set_exception(StorageError(f"event cannot be stored: {exc}"))
                 continue
             ready.append((event, future))
         if not ready:
