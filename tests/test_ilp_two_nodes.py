@@ -17,11 +17,14 @@ import pytest
 from aiohttp import web
 
 from dassie.app import build_app
+from dassie.config import ConfigError
 from dassie.ilp import service_of
 from dassie.ilp.accounts import NODE, peer_account, prepaid_account
+from dassie.ilp.config import load_ilp_config
 from dassie.node import Node
 from dassie.testing import TOKEN, make_config
 from interledger import btp, spsp
+from interledger.connector import LOCAL
 from interledger.packet import Prepare, Reject, decode_packet, encode_packet
 
 LINK_TOKEN = "link-token-0123456789abcdef"
@@ -103,6 +106,8 @@ async def test_stream_payment_credits_prepaid_balance(
     async with pair(tmp_path, monkeypatch, transport=transport) as (n1, n2):
         pointer = f"{n2.url}/.well-known/pay/{PUBKEY}"
         paid = await rpc(n1.url, "ilp.pay", {"paymentPointer": pointer, "amount": "1000"})
+        # Over HTTP no BTP link exists: the answers came back in the HTTP responses.
+        assert service_of(n2.node).link_up["node1"].is_set() == (transport == "btp")
         assert paid["result"] == {
             "success": True,
             "amount": "1000",
@@ -224,6 +229,7 @@ async def test_peer_dropping_mid_payment_posts_nothing(
 ) -> None:
     """A peer that takes the Prepare and hangs up: every hold is voided, nothing posted."""
     prepares_seen = 0
+    silent = False
 
     async def flaky_btp(request: web.Request) -> web.WebSocketResponse:
         nonlocal prepares_seen
@@ -234,6 +240,8 @@ async def test_peer_dropping_mid_payment_posts_nothing(
         msg = await ws.receive()
         if msg.type == aiohttp.WSMsgType.BINARY:
             prepares_seen += 1
+        if silent:
+            await ws.receive()  # hold the Prepare without answering until the node hangs up
         await ws.close()  # drop in the middle: no answer
         return ws
 
@@ -276,5 +284,72 @@ async def test_peer_dropping_mid_payment_posts_nothing(
             with sqlite3.connect(n1.node.store.path) as db:
                 states = [row[0] for row in db.execute("SELECT state FROM transfers")]
             assert len(states) >= prepares_seen and set(states) == {"voided"}
+
+            # A peer that keeps the Prepare and never answers: R00 at the outgoing expiry.
+            silent = True
+            service = service_of(n1.node)
+            service.link_up["flaky"].clear()
+            await service.link_up["flaky"].wait()
+            before = len(states)
+            prepare = Prepare(
+                7, datetime.now(UTC) + timedelta(milliseconds=1300), bytes(32), "test.flaky.z"
+            )
+            answer = await service.handle_prepare(LOCAL, prepare)
+            assert isinstance(answer, Reject) and answer.code == "R00"
+            assert_consistent(n1.node)
+            with sqlite3.connect(n1.node.store.path) as db:
+                rows = list(
+                    db.execute("SELECT amount, state FROM transfers WHERE id > ?", (before,))
+                )
+            assert rows == [("7", "voided")]
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ILP_PEERS": "{"}, "ILP_PEERS: not valid JSON"),
+        ({"ILP_PEERS": "{}"}, "ILP_PEERS: expected a JSON array"),
+        ({"ILP_PEERS": '[{"name": "a b", "token": "x"}]'}, "ILP_PEERS[0].name"),
+        ({"ILP_PEERS": '[{"name": "a", "token": "short"}]'}, "ILP_PEERS[a].token"),
+        (
+            {"ILP_PEERS": '[{"name": "a", "token": "0123456789abcdef", "url": "ftp://x"}]'},
+            "ILP_PEERS[a].url",
+        ),
+        (
+            {"ILP_PEERS": '[{"name": "a", "token": "0123456789abcdef", "routes": ["nope"]}]'},
+            "ILP_PEERS[a].routes",
+        ),
+        (
+            {"ILP_PEERS": '[{"name": "a", "token": "0123456789abcdef", "creditLimit": "-1"}]'},
+            "ILP_PEERS[a].creditLimit",
+        ),
+        (
+            {"ILP_PEERS": '[{"name": "a", "token": "0123456789abcdef", "extra": 1}]'},
+            "unknown field 'extra'",
+        ),
+        (
+            {
+                "ILP_PEERS": '[{"name": "a", "token": "0123456789abcdef"},'
+                ' {"name": "a", "token": "0123456789abcdeg"}]'
+            },
+            "used twice",
+        ),
+        ({"ILP_ASSET_SCALE": "300"}, "ILP_ASSET_SCALE"),
+        ({"ILP_ASSET_CODE": "E T H"}, "ILP_ASSET_CODE"),
+        ({"ILP_STREAM_SECRET": "abc"}, "ILP_STREAM_SECRET"),
+        ({"ILP_MAX_HOLD_MS": "0"}, "ILP_MAX_HOLD_MS"),
+    ],
+)
+def test_bad_ilp_configuration_is_one_clear_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_ilp_config(env, "test.node", TOKEN)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_ilp_configuration_defaults() -> None:
+    config = load_ilp_config({}, "test.node", TOKEN)
+    assert (config.asset_code, config.asset_scale, config.peers) == ("ETH", 18, ())
+    assert config.stream_secret == load_ilp_config({}, "test.node", TOKEN).stream_secret
+    assert config.stream_secret != load_ilp_config({}, "test.node", "u" * 40).stream_secret
