@@ -91,7 +91,9 @@ async def over_rpc(
                 for _ in range(connections)
             ]
 
-            async def drive(ws: aiohttp.ClientWebSocketResponse, shard: list[dict]) -> None:
+            async def drive(
+                ws: aiohttp.ClientWebSocketResponse, shard: list[dict[str, str]]
+            ) -> None:
                 async def send() -> None:
                     for rid, p in enumerate(shard):
                         frame = {

@@ -213,6 +213,47 @@ def run_js(packets: int, window: int, workdir: Path) -> tuple[float, int] | str:
         proc2.wait(10)
 
 
+async def echo_server(port: int) -> None:
+    """A BTP endpoint that fulfills every Prepare at once: the load generator's ceiling."""
+    from aiohttp import web
+
+    reply_ilp = encode_packet(Fulfill(FULFILLMENT, b""))
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        async for msg in ws:
+            packet = btp.decode_btp(msg.data)
+            entry = btp.find_protocol(packet.protocol_data, "ilp")
+            data = (btp.ProtocolData("ilp", 0, reply_ilp),) if entry else ()
+            if entry is not None:
+                decode_packet(entry.data)  # parse it, as a connector would
+            await ws.send_bytes(btp.encode_btp(btp.BtpResponse(packet.request_id, data)))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/btp", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+def run_echo(packets: int, window: int) -> tuple[float, int] | str:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--echo", str(port)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        if b"ready" not in proc.stdout.readline():
+            return "echo server did not start"
+        url = f"ws://127.0.0.1:{port}/btp"
+        return asyncio.run(drive(url, url, packets, window))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def row(name: str, result: tuple[float, int] | str, packets: int) -> tuple[str, str, str]:
     if isinstance(result, str):
         return name, "-", result
@@ -225,7 +266,11 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--skip-js", action="store_true")
+    parser.add_argument("--echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo:
+        asyncio.run(echo_server(args.echo))
+        return
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -245,7 +290,9 @@ def main() -> None:
         if not args.skip_js:
             js = run_js(args.packets, args.window, js_dir)
 
+    ceiling = run_echo(args.packets, args.window)
     rows = [
+        row("load generator ceiling (echo peer, no connector)", ceiling, args.packets),
         row("dassie (Python, SQLite ledger)", ours, args.packets),
         row("ilp-connector (npm, memory store)", js, args.packets),
     ]

@@ -255,6 +255,59 @@ def _connected_count() -> int:
 # -- the tests, in the order an operator would check them -------------------------------
 
 
+def test_env_example_matches_the_compose_file(tmp_path: Path) -> None:
+    """Every .env.example variable is used by compose; filled in, it yields a valid config."""
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("no `docker compose` on this machine")
+    example = (REPO / ".env.example").read_text()
+    compose_text = COMPOSE_FILE.read_text()
+    names = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", example, flags=re.M)
+    assert len(names) > 20
+    unused = [n for n in names if "${" + n + ":" not in compose_text]
+    assert unused == [], f".env.example variables compose never reads: {unused}"
+    env_file = tmp_path / ".env"
+    filled = {"SECRET", "DASSIE_RPC_TOKEN", "DB_PASSWORD", "REDIS_PASSWORD"}
+    env_file.write_text(
+        re.sub(
+            r"^(" + "|".join(filled) + r")=$",
+            lambda m: f"{m.group(1)}={secrets.token_hex(32)}",
+            example,
+            flags=re.M,
+        )
+    )
+    rendered = json.loads(
+        _run(
+            "docker", "compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file),
+            "--profile", "dev", "config", "--format", "json",
+        )
+    )  # fmt: skip
+    services = rendered["services"]
+    assert set(services) == {"nostream", "dassie", "nostream-db", "nostream-cache", "devchain"}
+    assert services["nostream"]["environment"]["DASSIE_RPC_URL"] == "ws://dassie:7768/trpc"
+    assert (
+        services["nostream"]["environment"]["DASSIE_RPC_TOKEN"]
+        == services["dassie"]["environment"]["RPC_AUTH_TOKEN"]
+    )
+    assert services["dassie"]["environment"]["SETTLEMENT_LOCAL_RPC_URL"] == "http://devchain:8545"
+    assert services["devchain"]["profiles"] == ["dev"]
+    published = {
+        name: {(p.get("host_ip", ""), str(p["published"])) for p in svc.get("ports", [])}
+        for name, svc in services.items()
+    }
+    assert published["nostream"] == {("", "8008")}
+    assert published["dassie"] == {("127.0.0.1", "7768")}
+    assert published["devchain"] == {("127.0.0.1", "8545")}
+    assert published["nostream-db"] == published["nostream-cache"] == set()
+    for name in ("nostream", "dassie", "devchain"):
+        assert services[name]["read_only"] is True
+        assert services[name]["cap_drop"] == ["ALL"]
+
+
 def test_missing_secret_stops_compose_with_a_clear_message(stack: Stack) -> None:
     env_file = stack.env_file.with_name("incomplete.env")
     env_file.write_text(
@@ -279,9 +332,14 @@ def test_images_are_small_and_hold_no_secret(stack: Stack) -> None:
         assert stack.sizes[image] < SIZE_LIMIT, f"{image} is {stack.sizes[image] / 1e6:.0f} MB"
         history = _run("docker", "history", "--no-trunc", image)
         inspect = _run("docker", "image", "inspect", image)
-        for value in stack.secrets:
+        for value in [*stack.secrets, RELAY_KEY[2:], USER_KEY[2:]]:
             assert value not in history
             assert value not in inspect
+        # No secret-looking variable is given a value at build time either.
+        leaked = re.findall(
+            r"\b\w*(?:SECRET|TOKEN|PASSWORD|PRIVATE_KEY)\w*=[^\s\"]+", history + inspect
+        )
+        assert leaked == [], leaked
         config = json.loads(inspect)[0]["Config"]
         assert config["User"] == "10001:10001"
         assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]

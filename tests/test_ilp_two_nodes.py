@@ -21,11 +21,12 @@ from dassie.config import ConfigError
 from dassie.ilp import service_of
 from dassie.ilp.accounts import NODE, peer_account, prepaid_account
 from dassie.ilp.config import load_ilp_config
+from dassie.ledger import LedgerStore
 from dassie.node import Node
 from dassie.testing import TOKEN, make_config
-from interledger import btp, spsp
+from interledger import btp, ildcp, spsp
 from interledger.connector import LOCAL
-from interledger.packet import Prepare, Reject, decode_packet, encode_packet
+from interledger.packet import Fulfill, Prepare, Reject, decode_packet, encode_packet
 
 LINK_TOKEN = "link-token-0123456789abcdef"
 PUBKEY = "ab" * 32
@@ -212,6 +213,20 @@ async def test_btp_auth_and_malformed_input(
             assert isinstance(reply, btp.BtpResponse) and reply.request_id == 8
             reject = decode_packet(reply.protocol_data[0].data)
             assert isinstance(reject, Reject) and reject.code == "F02"
+        # IL-DCP over the same link: the peer learns its address and the asset.
+        async with http.ws_connect(ws_url) as ws:
+            await ws.send_bytes(btp.encode_btp(btp.auth_message(1, LINK_TOKEN)))
+            await ws.receive()
+            query = ildcp.request(datetime.now(UTC))
+            msg = btp.BtpMessage(2, (btp.ProtocolData("ilp", 0, encode_packet(query)),))
+            await ws.send_bytes(btp.encode_btp(msg))
+            reply = btp.decode_btp((await ws.receive()).data)
+            assert isinstance(reply, btp.BtpResponse)
+            config = decode_packet(reply.protocol_data[0].data)
+            assert isinstance(config, Fulfill)
+            assert ildcp.decode_response(config.data) == ildcp.IldcpResponse(
+                "test.node2.node1", 18, "ETH"
+            )
         # ILP over HTTP with the same peer token.
         good = {"Authorization": f"Bearer {LINK_TOKEN}"}
         async with http.post(n2.url + "/ilp", data=encode_packet(prepare)) as resp:
@@ -288,7 +303,6 @@ async def test_peer_dropping_mid_payment_posts_nothing(
             # A peer that keeps the Prepare and never answers: R00 at the outgoing expiry.
             silent = True
             service = service_of(n1.node)
-            service.link_up["flaky"].clear()
             await service.link_up["flaky"].wait()
             before = len(states)
             prepare = Prepare(
@@ -353,3 +367,20 @@ def test_ilp_configuration_defaults() -> None:
     assert (config.asset_code, config.asset_scale, config.peers) == ("ETH", 18, ())
     assert config.stream_secret == load_ilp_config({}, "test.node", TOKEN).stream_secret
     assert config.stream_secret != load_ilp_config({}, "test.node", "u" * 40).stream_secret
+
+
+async def test_holds_left_by_a_crash_are_voided_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await LedgerStore.open(tmp_path / "node1.db")
+    for path in (NODE, peer_account("node2"), "revenue/relay", "assets/other"):
+        await store.ensure_account(path)
+    stale = await store.create_pending(NODE, peer_account("node2"), 5)
+    unrelated = await store.create_pending("assets/other", "revenue/relay", 3)
+    await store.close()
+    peer = {"name": "node2", "token": LINK_TOKEN, "routes": ["test.node2"]}
+    async with node(tmp_path, "node1", [peer], monkeypatch) as n1:
+        assert set(n1.node.store.ledger.pending) == {unrelated}  # only ILP holds are touched
+    with sqlite3.connect(tmp_path / "node1.db") as db:
+        (state,) = db.execute("SELECT state FROM transfers WHERE id = ?", (stale,)).fetchone()
+    assert state == "voided"

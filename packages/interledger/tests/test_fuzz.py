@@ -191,6 +191,7 @@ def test_stream_encryption_round_trip_and_tamper(secret: bytes, plain: bytes) ->
         crypto.decrypt(bytes(32), sealed) if secret != bytes(32) else crypto.decrypt(b"x", sealed)
 
 
+@settings(deadline=None)
 @given(code=st.text(max_size=4), name=st.text(max_size=5))
 def test_encode_rejects_bad_values_with_encode_error(code: str, name: str) -> None:
     bad = packet.Reject(code, "not an address!", name, b"")

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -93,10 +94,15 @@ def compute_id(
     return hashlib.sha256(serialize_for_id(pubkey, created_at, kind, tags, content)).hexdigest()
 
 
+@lru_cache(maxsize=8192)
+def _xonly_key(pubkey: str) -> PublicKeyXOnly:
+    """Parsing a key costs a square root; authors repeat, so parsed keys are cached."""
+    return PublicKeyXOnly(bytes.fromhex(pubkey))
+
+
 def verify_signature(event_id: str, pubkey: str, sig: str) -> bool:
     """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``."""
     try:
-        key = PublicKeyXOnly(bytes.fromhex(pubkey))
-        return bool(key.verify(bytes.fromhex(sig), bytes.fromhex(event_id)))
+        return bool(_xonly_key(pubkey).verify(bytes.fromhex(sig), bytes.fromhex(event_id)))
     except (ValueError, TypeError):
         return False

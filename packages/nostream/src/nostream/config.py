@@ -196,7 +196,10 @@ def _bool(tree: Mapping[str, Any], path: str, default: bool) -> bool:
 
 
 def _kind_ranges(tree: Mapping[str, Any], path: str) -> tuple[tuple[int, int], ...]:
-    value = _get(tree, path)
+    return _kind_list(_get(tree, path), path)
+
+
+def _kind_list(value: object, path: str) -> tuple[tuple[int, int], ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -240,11 +243,16 @@ def _rate_limits(tree: Mapping[str, Any], path: str) -> tuple[RateLimit, ...]:
         where = f"{path}[{i}]"
         if not isinstance(item, Mapping):
             raise ConfigError(f"settings.yaml: {where} must be a mapping with rate and period")
-        rate = _int(item, "rate", -1, minimum=1) if "rate" in item else -1
-        period = _int(item, "period", -1, minimum=1) if "period" in item else -1
-        if rate < 1 or period < 1:
-            raise ConfigError(f"settings.yaml: {where} needs positive integers rate and period")
-        kinds = _kind_ranges(item, "kinds") if "kinds" in item else None
+        rate, period = item.get("rate"), item.get("period")
+        for name, value in (("rate", rate), ("period", period)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"settings.yaml: {where}.{name} must be a positive integer, got {value!r}"
+                )
+        assert isinstance(rate, int) and isinstance(period, int)
+        kinds = None
+        if "kinds" in item:
+            kinds = _kind_list(item["kinds"], f"{where}.kinds")
         out.append(RateLimit(rate, period, kinds, str(item.get("description", ""))))
     return tuple(out)
 

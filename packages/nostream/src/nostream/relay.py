@@ -3,6 +3,8 @@
 Ingest order: policy (cheap) -> rate limit -> duplicate -> id hash -> signature
 -> auth/protected -> expiry -> deletion/older-version checks -> payment
 (``gate.charge``) -> store (OK true only once durable) -> broadcast on the bus.
+When publishing is free, the duplicate and deletion/older-version answers come
+from ``store.save`` itself (same replies, one storage round trip fewer).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from . import policy
 from .bus.base import EventBus
 from .config import Settings
 from .metrics import Metrics
-from .payments.gate import PaymentGate
+from .payments.gate import FreePublishing, PaymentGate
 from .ratelimit.base import RateLimiter
 from .storage.base import EventStore, SaveOutcome, StorageError
 
@@ -58,6 +60,9 @@ class Relay:
         self.gate = gate
         self.metrics = Metrics()
         self.sessions: set[Session] = set()
+        self._free = isinstance(gate, FreePublishing)
+        """With free publishing nothing is charged, so the checks made only to avoid
+        charging for an event the store would refuse are left to ``store.save``."""
         bus.subscribe(self._on_bus_event)
 
     # -- fan-out -----------------------------------------------------------------------
@@ -111,7 +116,8 @@ class Relay:
             ):
                 return Verdict(False, "rate-limited: slow down, too many events")
         ephemeral = event.kind_class is KindClass.EPHEMERAL
-        if not ephemeral and await self.store.exists(event.id):
+        precheck = not ephemeral and not self._free
+        if precheck and await self.store.exists(event.id):
             return Verdict(True, "duplicate: already have this event")
         try:
             check_id(event)
@@ -124,7 +130,7 @@ class Relay:
             return Verdict(False, "auth-required: this event may only be published by its author")
         if is_expired(event, now):
             return Verdict(False, "invalid: event has expired")
-        if not ephemeral:
+        if precheck:
             blocked = await self._superseded(event)
             if blocked is not None:
                 return blocked

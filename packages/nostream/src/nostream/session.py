@@ -8,6 +8,7 @@ full), awaited after each stored event so one REQ cannot flood the queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -44,6 +45,9 @@ log = logging.getLogger("nostream.session")
 Send = Callable[[bytes], None]
 Flush = Callable[[], Awaitable[None]]
 
+MAX_EVENTS_IN_FLIGHT = 64
+"""EVENTs of one connection processed at once; beyond it the session stops reading."""
+
 
 @dataclass(slots=True)
 class Subscription:
@@ -68,6 +72,8 @@ class Session:
         self.subscriptions: dict[str, Subscription] = {}
         self.challenge = secrets.token_hex(16)
         self.authed: frozenset[str] = frozenset()
+        self._ingesting: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
 
     def start(self) -> None:
         """Register for live events and send the NIP-42 challenge."""
@@ -77,6 +83,12 @@ class Session:
     def stop(self) -> None:
         self.relay.sessions.discard(self)
         self.subscriptions.clear()
+
+    async def drain(self) -> None:
+        """Wait for the EVENTs still being processed (they are stored even if the
+        client has gone: it may have paid for them)."""
+        while self._ingesting:
+            await asyncio.gather(*self._ingesting, return_exceptions=True)
 
     # -- incoming ----------------------------------------------------------------------
 
@@ -104,8 +116,12 @@ class Session:
             return
         try:
             if isinstance(msg, EventMessage):
-                verdict = await self.relay.ingest(msg.event, self.client_ip, self.authed)
-                self._ok(msg.event.id, verdict.accepted, verdict.message)
+                # EVENTs run concurrently (OKs may come back out of order); REQ, COUNT,
+                # CLOSE and AUTH are handled in the order they arrive.
+                await self._slots.acquire()
+                task = asyncio.create_task(self._ingest(msg.event))
+                self._ingesting.add(task)
+                task.add_done_callback(self._ingest_done)
             elif isinstance(msg, ReqMessage):
                 await self._req(msg)
             elif isinstance(msg, CountMessage):
@@ -121,6 +137,19 @@ class Session:
                 self._send(encode_closed(msg.subscription_id, "error: storage unavailable"))
             else:
                 self._send(encode_notice("error: storage unavailable"))
+
+    async def _ingest(self, event: Event) -> None:
+        try:
+            verdict = await self.relay.ingest(event, self.client_ip, self.authed)
+        except Exception:
+            log.exception("ingest of %s failed", event.id)
+            self._ok(event.id, False, "error: internal error, try again later")
+            return
+        self._ok(event.id, verdict.accepted, verdict.message)
+
+    def _ingest_done(self, task: asyncio.Task[None]) -> None:
+        self._ingesting.discard(task)
+        self._slots.release()
 
     def _refuse(self, exc: MessageError) -> None:
         if exc.subscription_id is not None:

@@ -16,6 +16,11 @@ def peer_account(name: str) -> str:
     return f"peer/{name}/interledger"
 
 
+def is_ilp_account(path: str) -> bool:
+    """True for the accounts whose pending transfers are ILP packet holds."""
+    return path == NODE or (path.startswith("peer/") and path.endswith("/interledger"))
+
+
 def is_pubkey(account: str) -> bool:
     return _PUBKEY.match(account) is not None
 

@@ -152,7 +152,11 @@ class BtpLink:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request_id: int, prepare: Prepare) -> None:
-        response = await self.on_prepare(self.peer, prepare)
+        try:
+            response: Fulfill | Reject = await self.on_prepare(self.peer, prepare)
+        except Exception:
+            log.exception("handling a Prepare from %s failed", self.peer)
+            response = Reject("T00", "", "internal error", b"")
         reply = btp.BtpResponse(request_id, _ilp_entry(encode_packet(response)))
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_bytes(btp.encode_btp(reply))
@@ -169,18 +173,18 @@ def match_token(tokens: dict[str, str], given: str) -> str | None:
 
 async def accept(
     request: web.Request, tokens: dict[str, str]
-) -> tuple[str, web.WebSocketResponse] | None:
-    """Upgrade ``/btp`` and run the auth exchange; None if the client failed it."""
+) -> tuple[str | None, web.WebSocketResponse]:
+    """Upgrade ``/btp`` and run the auth exchange: ``(peer, ws)``, peer None if it failed."""
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT)
     except TimeoutError:
         await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"auth timeout")
-        return None
+        return None, ws
     if msg.type != WSMsgType.BINARY:
         await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"auth expected")
-        return None
+        return None, ws
     request_id = 0
     try:
         packet = btp.decode_btp(msg.data)
@@ -189,12 +193,12 @@ async def accept(
     except DecodeError as exc:
         await ws.send_bytes(_error(request_id, "F00", f"bad auth message: {exc}"))
         await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"auth failed")
-        return None
+        return None, ws
     peer = match_token(tokens, auth.token)
     if peer is None:
         await ws.send_bytes(_error(request_id, "F00", "invalid auth token"))
         await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"auth failed")
-        return None
+        return None, ws
     await ws.send_bytes(btp.encode_btp(btp.BtpResponse(request_id)))
     return peer, ws
 

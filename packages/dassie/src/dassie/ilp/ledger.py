@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from interledger.connector import LedgerPort, LimitError
@@ -11,19 +12,34 @@ from ..ledger import LedgerError, LedgerStore, LimitExceeded
 log = logging.getLogger(__name__)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("ILP hold not written: %s", future.exception())
+
+
 class StoreLedger(LedgerPort):
     """Holds are pending transfers in the node's ledger; commit posts, release voids."""
 
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
 
+    async def _ensure(self, path: str) -> None:
+        if path not in self.store.ledger.accounts:  # the hot path skips the coroutine
+            await self.store.ensure_account(path)
+
     async def hold(self, debit: str, credit: str, amount: int) -> int:
-        await self.store.ensure_account(debit)
-        await self.store.ensure_account(credit)
+        await self._ensure(debit)
+        await self._ensure(credit)
+        self.store.check_available()
         try:
-            return await self.store.create_pending(debit, credit, amount)
+            transfer_id, changes = self.store.ledger.create_pending(debit, credit, amount)
         except LimitExceeded as exc:
             raise LimitError(str(exc)) from None
+        # Not awaited: a hold only has to be durable once it is posted (``commit`` awaits
+        # that write, which follows this one). Holds a crash leaves pending are voided at
+        # the next start, like the packets they were for.
+        self.store.commit(changes).add_done_callback(_retrieve)
+        return transfer_id
 
     async def commit(self, transfer_id: int) -> None:
         await self.store.post(transfer_id)
@@ -33,8 +49,8 @@ class StoreLedger(LedgerPort):
 
     async def transfer(self, debit: str, credit: str, amount: int) -> int:
         """A transfer posted at once (local delivery)."""
-        await self.store.ensure_account(debit)
-        await self.store.ensure_account(credit)
+        await self._ensure(debit)
+        await self._ensure(credit)
         try:
             return await self.store.transfer(debit, credit, amount)
         except LimitExceeded as exc:

@@ -20,11 +20,9 @@ ServiceGetter = Callable[[], IlpService]
 def add_routes(app: web.Application, get_service: ServiceGetter) -> None:
     async def btp_handler(request: web.Request) -> web.StreamResponse:
         service = get_service()
-        accepted = await accept(request, service.tokens)
-        if accepted is None:
-            return web.Response(status=401)
-        peer, ws = accepted
-        await service.run_link(BtpLink(peer, ws, service.handle_prepare))
+        peer, ws = await accept(request, service.tokens)
+        if peer is not None:
+            await service.run_link(BtpLink(peer, ws, service.handle_prepare))
         return ws
 
     async def ilp_handler(request: web.Request) -> web.StreamResponse:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import aiohttp
 
-from interledger import spsp
+from interledger import ildcp, spsp
 from interledger.connector import (
     LOCAL,
     Connector,
@@ -19,9 +19,10 @@ from interledger.connector import (
     LimitError,
     Outcome,
     Peer,
+    reject,
 )
 from interledger.errors import DecodeError
-from interledger.packet import Fulfill, Prepare, Reject
+from interledger.packet import ErrorCode, Fulfill, Prepare, Reject
 from interledger.stream.receiver import StreamReceiver
 from interledger.stream.sender import StreamSender
 
@@ -84,6 +85,7 @@ class IlpService:
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
+        await self._void_stale_holds()
         for peer in self.config.peers:
             await self.ledger.ensure_limited(accounts.peer_account(peer.name), peer.credit_limit)
         self._session = aiohttp.ClientSession()
@@ -95,6 +97,18 @@ class IlpService:
                 self.link_up[peer.name].set()
             else:
                 self._tasks.append(asyncio.create_task(self._keep_dialing(peer.name, peer.url)))
+
+    async def _void_stale_holds(self) -> None:
+        """Void holds left pending by a previous run: their packets died with its links."""
+        stale = [
+            t.id
+            for t in self.store.ledger.pending.values()
+            if accounts.is_ilp_account(t.debit) or accounts.is_ilp_account(t.credit)
+        ]
+        for transfer_id in stale:
+            await self.store.void(transfer_id)
+        if stale:
+            log.warning("voided %d ILP holds left pending by the previous run", len(stale))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -147,6 +161,14 @@ class IlpService:
 
     async def handle_prepare(self, source: str, prepare: Prepare) -> Fulfill | Reject:
         """Answer a Prepare from ``source`` (a peer name, or LOCAL for the node itself)."""
+        if source != LOCAL and ildcp.is_request(prepare):
+            return ildcp.fulfill(
+                ildcp.IldcpResponse(
+                    f"{self.config.address}.{source}",
+                    self.config.asset_scale,
+                    self.config.asset_code,
+                )
+            )
         decision = self.connector.route_prepare(source, prepare, utcnow())
         if isinstance(decision, Reject):
             return decision
@@ -182,7 +204,7 @@ class IlpService:
             except LimitError:
                 return self.connector.limit_reject(forward)
             except LedgerUnavailable:
-                return self.connector.unreachable(forward, "ledger unavailable")
+                return self._ledger_down()
         outcome = Outcome(False, self.connector.expired(forward))
         try:
             timeout = (forward.prepare.expires_at - utcnow()).total_seconds()
@@ -199,8 +221,15 @@ class IlpService:
             if transfer_id is not None:
                 # Shielded so a cancelled caller cannot leave the hold pending.
                 finish = self.ledger.commit if outcome.post else self.ledger.release
-                await asyncio.shield(finish(transfer_id))
+                try:
+                    await asyncio.shield(finish(transfer_id))
+                except LedgerUnavailable as exc:
+                    log.error("ILP transfer %d not finished: %s", transfer_id, exc)
+                    outcome = Outcome(False, self._ledger_down())
         return outcome.response
+
+    def _ledger_down(self) -> Reject:
+        return reject(ErrorCode.T00_INTERNAL_ERROR, self.config.address, "ledger unavailable")
 
     # -- SPSP / STREAM --------------------------------------------------
 

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_pending ON transfers(state) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS claims (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     channel_id TEXT NOT NULL, chain TEXT NOT NULL,
     claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
     delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
@@ -131,7 +131,8 @@ class LedgerStore:
         self.settlements: dict[str, SettlementRecord] = {}
         self.error: BaseException | None = None
         self.commits = 0
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._outbox: list[_Job] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -204,6 +205,7 @@ class LedgerStore:
     async def close(self) -> None:
         """Finish queued commits and stop the writer."""
         if self._thread is not None:
+            self._hand_over()
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -218,16 +220,16 @@ class LedgerStore:
                 first = self._queue.get()
                 if first is None:
                     break
-                batch = [first]
+                batch = first
                 while True:
                     try:
-                        job = self._queue.get_nowait()
+                        jobs = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if job is None:
+                    if jobs is None:
                         stop = True
                         break
-                    batch.append(job)
+                    batch += jobs
                 error = self._write(conn, batch)
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # loop already closed
@@ -343,7 +345,9 @@ class LedgerStore:
             self.settlements[s.tx_hash] = s
         assert self._loop is not None
         future: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(
+        if not self._outbox:
+            self._loop.call_soon(self._hand_over)
+        self._outbox.append(
             _Job(
                 [_account_row(a) for a in changes.accounts.values()],
                 [_transfer_row(t, now) for t in changes.transfers.values()],
@@ -353,6 +357,12 @@ class LedgerStore:
             )
         )
         return future
+
+    def _hand_over(self) -> None:
+        """Pass this loop iteration's jobs to the writer at once (one wake-up, not one per job)."""
+        if self._outbox:
+            jobs, self._outbox = self._outbox, []
+            self._queue.put(jobs)
 
     # -- the public API (each call is atomic and durable when it returns) --
 

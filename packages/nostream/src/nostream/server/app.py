@@ -216,6 +216,7 @@ class RelayServer:
                     log.debug("websocket error: %s", ws.exception())
         finally:
             session.stop()
+            await session.drain()
             self._sockets.discard(ws)
             metrics.connections -= 1
             await outbox.drain_and_stop()

@@ -8,7 +8,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, key)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE INDEX events_pubkey_kind ON events (pubkey, kind, created_at DESC);
+    DROP INDEX events_pubkey;
+    CREATE INDEX events_pubkey ON events (pubkey, created_at DESC, id);
+    """,
 )
 
 _COLUMNS = "id, pubkey, created_at, kind, tags, content, sig"
@@ -83,19 +88,30 @@ def _row_to_event(row: Sequence[Any]) -> Event:
     return Event(row[0], row[1], row[2], row[3], tags, row[5], row[6])
 
 
+_INLINE_VALUES = 200
+"""Lists up to this long become ``IN (?, ...)`` (the planner sees them); longer
+ones are passed as one JSON parameter, keeping under SQLite's variable limit."""
+
+
+def _in_list(column: str, values: Iterable[Any], params: list[Any]) -> str:
+    ordered = sorted(values)
+    if len(ordered) <= _INLINE_VALUES:
+        params.extend(ordered)
+        return f"{column} IN ({', '.join('?' * len(ordered))})"
+    params.append(orjson.dumps(ordered).decode())
+    return f"{column} IN (SELECT value FROM json_each(?))"
+
+
 def filter_sql(f: Filter, now: int) -> tuple[str, list[Any]]:
     """A WHERE clause (without ``WHERE``) and its parameters for one filter."""
     clauses = ["(expires_at IS NULL OR expires_at > ?)"]
     params: list[Any] = [now]
     if f.ids is not None:
-        clauses.append("id IN (SELECT value FROM json_each(?))")
-        params.append(orjson.dumps(sorted(f.ids)).decode())
+        clauses.append(_in_list("id", f.ids, params))
     if f.authors is not None:
-        clauses.append("pubkey IN (SELECT value FROM json_each(?))")
-        params.append(orjson.dumps(sorted(f.authors)).decode())
+        clauses.append(_in_list("pubkey", f.authors, params))
     if f.kinds is not None:
-        clauses.append("kind IN (SELECT value FROM json_each(?))")
-        params.append(orjson.dumps(sorted(f.kinds)).decode())
+        clauses.append(_in_list("kind", f.kinds, params))
     if f.since is not None:
         clauses.append("created_at >= ?")
         params.append(f.since)
@@ -103,11 +119,9 @@ def filter_sql(f: Filter, now: int) -> tuple[str, list[Any]]:
         clauses.append("created_at <= ?")
         params.append(f.until)
     for letter, values in sorted(f.tags.items()):
-        clauses.append(
-            "id IN (SELECT event_id FROM event_tags WHERE name = ? "
-            "AND value IN (SELECT value FROM json_each(?)))"
-        )
-        params.extend([letter, orjson.dumps(sorted(values)).decode()])
+        params.append(letter)
+        inner = _in_list("value", values, params)
+        clauses.append(f"id IN (SELECT event_id FROM event_tags WHERE name = ? AND {inner})")
     return " AND ".join(clauses), params
 
 
@@ -165,10 +179,10 @@ class SqliteEventStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             writer = await asyncio.to_thread(self._open_writer)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         for _ in range(self._readers):
             conn = _connect(self.path)

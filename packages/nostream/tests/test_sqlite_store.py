@@ -1,0 +1,100 @@
+"""SQLite specifics: WAL, migrations on reopen, durability across restarts, batched commits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nostr_protocol.filters import Filter
+from nostr_protocol.keys import sign_event
+from nostream.storage.base import SaveOutcome, StorageError
+from nostream.storage.sqlite import SqliteEventStore
+
+SK = b"\x0d" * 32
+VERSIONS = [(1,), (2,)]
+
+
+async def test_events_survive_a_restart_and_migrations_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "relay.sqlite3"
+    store = SqliteEventStore(path)
+    await store.open()
+    e = sign_event(SK, kind=1, content="durable")
+    assert await store.save(e) is SaveOutcome.STORED
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == VERSIONS
+    again = SqliteEventStore(path)
+    await again.open()
+    try:
+        assert await again.exists(e.id)
+        assert await again.save(e) is SaveOutcome.DUPLICATE
+    finally:
+        await again.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == VERSIONS
+
+
+async def test_concurrent_saves_share_commits(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        events = [sign_event(SK, kind=1, content=str(i)) for i in range(300)]
+        before = store.commits
+        await asyncio.gather(*(store.save(e) for e in events))
+        assert store.commits - before < 300
+        assert await store.count([Filter()]) == 300
+    finally:
+        await store.close()
+
+
+async def test_one_failing_operation_does_not_spoil_its_batch(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+
+        def boom(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        good = [sign_event(SK, kind=1, content=str(i)) for i in range(5)]
+        results = await asyncio.gather(
+            store._write(boom), *(store.save(e) for e in good), return_exceptions=True
+        )
+        assert isinstance(results[0], StorageError)
+        assert results[1:] == [SaveOutcome.STORED] * 5
+    finally:
+        await store.close()
+
+
+async def test_unopened_or_closed_store_raises_a_storage_error(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    with pytest.raises(StorageError):
+        await store.save(sign_event(SK, kind=1))
+    await store.open()
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.query([Filter()], 10, 10)
+    assert not await store.ping()
+
+
+async def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = SqliteEventStore(blocker / "db.sqlite3")
+    with pytest.raises(StorageError, match="cannot open"):
+        await store.open()
+
+
+async def test_purge_expired(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        await store.save(sign_event(SK, kind=1, tags=[["expiration", "1"]]))
+        await store.save(sign_event(SK, kind=1, content="keeps"))
+        assert await store.purge_expired() == 1
+        assert await store.purge_expired() == 0
+    finally:
+        await store.close()
