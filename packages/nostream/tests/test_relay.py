@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from nostr_protocol.event import Event
+from nostr_protocol.filters import parse_filter
 from nostr_protocol.keys import public_key_hex, sign_event
 from nostream.payments.gate import Charge
 
@@ -356,3 +357,33 @@ async def test_nip11_is_plain_text_without_the_accept_header(relay) -> None:
         assert r.status == 200 and "Nostr" in await r.text()
     async with relay.http.options(relay.http_url + "/") as r:
         assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_pipelined_events_all_get_an_ok(relay) -> None:
+    client = await relay.connect()
+    events = [note(content=f"pipelined {i}") for i in range(50)]
+    for e in events:
+        await client.send("EVENT", e.to_dict())
+    oks = {}
+    while len(oks) < len(events):
+        reply = await client.recv()
+        assert reply[0] == "OK"
+        oks[reply[1]] = reply[2]
+    assert oks == {e.id: True for e in events}
+    assert len(await client.req("all", {"limit": 100})) == 50
+
+
+async def test_events_in_flight_are_stored_when_the_client_leaves(start_relay) -> None:
+    relay = await start_relay()
+    client = await relay.connect()
+    events = [note(content=f"fire and forget {i}") for i in range(20)]
+    for e in events:
+        await client.send("EVENT", e.to_dict())
+    await client.send("REQ", "sync", {"ids": ["00" * 32]})
+    while (await client.recv())[0] != "EOSE":
+        pass  # every EVENT above has been read by the relay
+    await client.ws.close()
+    await relay.server.stop()  # waits for connections to finish their work
+    store = relay.server.relay.store
+    await store.open()
+    assert await store.count([parse_filter({"ids": [e.id for e in events]})]) == 20

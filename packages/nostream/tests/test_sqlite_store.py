@@ -17,6 +17,10 @@ SK = b"\x0d" * 32
 VERSIONS = [(1,), (2,)]
 
 
+def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
+    return conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+
+
 async def test_events_survive_a_restart_and_migrations_run_once(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "relay.sqlite3"
     store = SqliteEventStore(path)
@@ -26,7 +30,7 @@ async def test_events_survive_a_restart_and_migrations_run_once(tmp_path: Path) 
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == VERSIONS
+        assert versions(conn) == VERSIONS
     again = SqliteEventStore(path)
     await again.open()
     try:
@@ -35,7 +39,7 @@ async def test_events_survive_a_restart_and_migrations_run_once(tmp_path: Path) 
     finally:
         await again.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == VERSIONS
+        assert versions(conn) == VERSIONS
 
 
 async def test_concurrent_saves_share_commits(tmp_path: Path) -> None:

@@ -226,6 +226,7 @@ class SqliteEventStore:
         for conn in self._all:
             conn.close()
         self._all.clear()
+        self._pool = queue.SimpleQueue()
 
     # -- the writer --------------------------------------------------------------------
 
