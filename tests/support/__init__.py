@@ -15,7 +15,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,13 +277,3 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def started(server: PostgresServer | RedisServer) -> Iterator[PostgresServer | RedisServer]:
-    """Start ``server``, yield it, and always clean it up."""
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()

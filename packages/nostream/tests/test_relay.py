@@ -387,3 +387,34 @@ async def test_events_in_flight_are_stored_when_the_client_leaves(start_relay) -
     store = relay.server.relay.store
     await store.open()
     assert await store.count([parse_filter({"ids": [e.id for e in events]})]) == 20
+
+
+class HeldGate(RefusingGate):
+    """Accepts everything, but only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def charge(self, event: Event) -> Charge:
+        self.charged.append(event.id)
+        self.entered.set()
+        await self.release.wait()
+        return Charge(accepted=True)
+
+
+async def test_a_copy_arriving_while_the_first_is_charged_is_not_charged_again(
+    start_relay,
+) -> None:
+    gate = HeldGate()
+    relay = await start_relay(gate=gate)
+    first, second = await relay.connect(), await relay.connect()
+    e = note(content="paid once")
+    await first.send("EVENT", e.to_dict())
+    await gate.entered.wait()
+    ok = await second.publish(e)
+    assert ok[:3] == ["OK", e.id, False] and ok[3].startswith("duplicate:")
+    gate.release.set()
+    assert await first.recv() == ["OK", e.id, True, ""]
+    assert gate.charged == [e.id]

@@ -15,6 +15,10 @@ from .storage.base import StorageError
 log = logging.getLogger("nostream")
 
 
+class StartupError(RuntimeError):
+    """A part of the relay (storage, Redis, the listening socket) failed to start."""
+
+
 async def serve(settings: Settings) -> None:
     from .backends import build_server
 
@@ -25,9 +29,12 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-    except BaseException:
+    except (ConfigError, StorageError):
         await server.stop()
         raise
+    except Exception as exc:
+        await server.stop()
+        raise StartupError(f"{type(exc).__name__}: {exc}") from exc
     try:
         await stop.wait()
         log.info("shutting down")
@@ -66,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"nostream: storage unavailable: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (StartupError, OSError) as exc:
         print(f"nostream: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -60,6 +60,8 @@ class Relay:
         self.gate = gate
         self.metrics = Metrics()
         self.sessions: set[Session] = set()
+        self._in_flight: set[str] = set()
+        """Ids being charged/stored now: a copy arriving meanwhile is not charged twice."""
         self._free = isinstance(gate, FreePublishing)
         """With free publishing nothing is charged, so the checks made only to avoid
         charging for an event the store would refuse are left to ``store.save``."""
@@ -124,6 +126,19 @@ class Relay:
             check_signature(event)
         except InvalidEvent as exc:
             return Verdict(False, f"invalid: {exc.reason}")
+        if event.id in self._in_flight:
+            return Verdict(False, "duplicate: this event is already being processed")
+        self._in_flight.add(event.id)
+        try:
+            return await self._admit(event, authed, now, ephemeral, precheck)
+        finally:
+            self._in_flight.discard(event.id)
+
+    async def _admit(
+        self, event: Event, authed: frozenset[str], now: int, ephemeral: bool, precheck: bool
+    ) -> Verdict:
+        """Auth, expiry and supersession checks, then payment, storage and broadcast."""
+        settings = self.settings
         if settings.auth_required and not authed:
             return Verdict(False, "auth-required: authenticate to publish to this relay")
         if is_protected(event) and event.pubkey not in authed:

@@ -45,6 +45,9 @@ log = logging.getLogger("nostream.session")
 Send = Callable[[bytes], None]
 Flush = Callable[[], Awaitable[None]]
 
+MAX_PENDING_LIVE = 1000
+"""Live events kept per subscription while its stored events are still being sent."""
+
 MAX_EVENTS_IN_FLIGHT = 64
 """EVENTs of one connection processed at once; beyond it the session stops reading."""
 
@@ -238,6 +241,7 @@ class Session:
         for sub_id, sub in self.subscriptions.items():
             if sub.matches(event):
                 if sub.pending is not None:
-                    sub.pending.append((event, encoded))
+                    if len(sub.pending) < MAX_PENDING_LIVE:
+                        sub.pending.append((event, encoded))
                 else:
                     self._send(encode_event(sub_id, encoded))

@@ -26,6 +26,8 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "*",
     "Access-Control-Allow-Methods": "GET, OPTIONS",
 }
+PURGE_INTERVAL = 3600.0
+"""Seconds between sweeps that delete expired (NIP-40) events from storage."""
 WS_SLOW_CONSUMER = 4000
 """Close code for a client that does not read fast enough (outgoing queue full)."""
 
@@ -124,6 +126,7 @@ class RelayServer:
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self._purger: asyncio.Task[None] | None = None
         self.port: int = settings.port
 
     def _build_app(self) -> web.Application:
@@ -150,9 +153,31 @@ class RelayServer:
         if addresses:
             self.port = int(addresses[0][1])
         log.info("nostream listening on %s:%d", self.settings.host, self.port)
+        self._purger = asyncio.create_task(self._purge_expired(), name="purge-expired")
+
+    async def _purge_expired(self) -> None:
+        """Remove NIP-40 expired events every ``PURGE_INTERVAL`` seconds (queries
+        already hide them; this only frees the space)."""
+        purge = getattr(self.relay.store, "purge_expired", None)
+        if purge is None:
+            return
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL)
+            try:
+                removed = await purge()
+            except Exception as exc:
+                log.warning("purging expired events failed: %s", exc)
+            else:
+                if removed:
+                    log.info("purged %d expired events", removed)
 
     async def stop(self) -> None:
         """Close every connection (1001), stop listening, flush storage."""
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
         for ws in list(self._sockets):
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"relay shutting down")

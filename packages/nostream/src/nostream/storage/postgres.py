@@ -83,16 +83,23 @@ class _Params:
         return f"${len(self.values)}"
 
 
+def _in(column: str, values: list[Any], sql_type: str, params: _Params) -> str:
+    """``column = $n`` for one value (so an index can also deliver the order), else ``= ANY``."""
+    if len(values) == 1:
+        return f"{column} = {params.add(values[0])}::{sql_type}"
+    return f"{column} = ANY({params.add(values)}::{sql_type}[])"
+
+
 def filter_where(f: Filter, now: int, params: _Params) -> str:
     """A WHERE condition (without ``WHERE``) for one filter, adding its parameters."""
     clauses = [f"(expires_at IS NULL OR expires_at > {params.add(now)})"]
     if f.ids is not None:
-        clauses.append(f"id = ANY({params.add([bytes.fromhex(i) for i in sorted(f.ids)])})")
+        clauses.append(_in("id", [bytes.fromhex(i) for i in sorted(f.ids)], "bytea", params))
     if f.authors is not None:
         authors = [bytes.fromhex(a) for a in sorted(f.authors)]
-        clauses.append(f"pubkey = ANY({params.add(authors)})")
+        clauses.append(_in("pubkey", authors, "bytea", params))
     if f.kinds is not None:
-        clauses.append(f"kind = ANY({params.add(sorted(f.kinds))}::integer[])")
+        clauses.append(_in("kind", sorted(f.kinds), "integer", params))
     if f.since is not None:
         clauses.append(f"created_at >= {params.add(f.since)}")
     if f.until is not None:
@@ -100,10 +107,10 @@ def filter_where(f: Filter, now: int, params: _Params) -> str:
     for letter, values in sorted(f.tags.items()):
         sub = [
             f"name = {params.add(letter)}",
-            f"value = ANY({params.add([v.encode() for v in sorted(values)])}::bytea[])",
+            _in("value", [v.encode() for v in sorted(values)], "bytea", params),
         ]
         if f.kinds is not None:
-            sub.append(f"kind = ANY({params.add(sorted(f.kinds))}::integer[])")
+            sub.append(_in("kind", sorted(f.kinds), "integer", params))
         if f.since is not None:
             sub.append(f"created_at >= {params.add(f.since)}")
         if f.until is not None:
