@@ -126,3 +126,21 @@ def test_serve_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "RPC_AUTH_TOKEN" in lines[0]
     assert not (tmp_path / "l.db").exists()
+
+
+def test_serve_exits_2_on_bad_interledger_config(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dassie.cli", "serve"],
+        env={
+            "RPC_AUTH_TOKEN": "x" * 40,
+            "LEDGER_DB_PATH": str(tmp_path / "l.db"),
+            "ILP_PEERS": "not json",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "ILP_PEERS" in lines[0]

@@ -417,3 +417,32 @@ def test_build_gate_from_the_relay_settings() -> None:
     off = settings_from(tree, {"DASSIE_RPC_URL": "ws://127.0.0.1:1/trpc", "PAYMENTS_ENABLED": "no"})
     assert isinstance(build_gate(off, None, {}), FreePublishing)
     assert isinstance(build_gate(settings_from({}, {}), None, {}), FreePublishing)
+
+
+async def test_an_event_without_a_tag_spends_the_prepaid_balance(node: FakeNode) -> None:
+    """A pubkey funded over Interledger publishes without a payment tag while it lasts."""
+    balances = {sign_event(NOSTR_KEY, kind=1).pubkey: 2500}
+
+    async def prepaid(method: str, params: dict[str, Any]) -> Any:
+        if method == "node.getInfo":
+            return INFO
+        assert method == "payment.spendPrepaid"
+        assert params["currency"] == "ETH"
+        amount = int(params["amount"])
+        if balances.get(params["pubkey"], 0) < amount:
+            return {"valid": False, "reason": "insufficient-payment"}
+        balances[params["pubkey"]] -= amount
+        return {"valid": True, "credited": params["amount"]}
+
+    node.handler = prepaid
+    gate = await make_gate(node)
+    try:
+        results = [await gate.charge(sign_event(NOSTR_KEY, kind=1)) for _ in range(3)]
+        assert [r.accepted for r in results] == [True, True, False]
+        assert results[0].details["prepaid"] is True
+        assert results[2].message.startswith("restricted: payment required")
+        assert sum(balances.values()) == 500
+        spent = [p for m, p in node.calls if m == "payment.spendPrepaid"]
+        assert [p["amount"] for p in spent] == ["1000", "1000", "1000"]
+    finally:
+        await gate.close()

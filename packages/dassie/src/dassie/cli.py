@@ -13,18 +13,19 @@ from .config import ConfigError, load_config
 
 
 def serve() -> int:
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"dassie: configuration error: {exc}", file=sys.stderr)
-        return 2
     from .app import build_app
     from .node import Node
 
+    try:
+        config = load_config()
+        node = Node(config)
+        app = build_app(node)  # the Interledger module reads its own variables here
+    except ConfigError as exc:
+        print(f"dassie: configuration error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    node = Node(config)
     chains = ", ".join(f"{c.name} ({c.chain_id}) as {c.relay_address}" for c in config.chains)
     logging.getLogger("dassie").info(
         "dassie on %s:%d, ledger %s, chains: %s",
@@ -33,7 +34,7 @@ def serve() -> int:
         config.ledger_db_path,
         chains or "none",
     )
-    web.run_app(build_app(node), host=config.host, port=config.port, print=None)
+    web.run_app(app, host=config.host, port=config.port, print=None)
     return 0
 
 

@@ -96,6 +96,9 @@ class NodePaidPublishing:
         if tag is None:
             if await self._free_tier(event.pubkey):
                 return Charge(accepted=True, details={"free": "tier"})
+            prepaid = await self._spend_prepaid(event)
+            if prepaid is not None:
+                return prepaid
             return Charge(False, self._required_message(event.kind))
         try:
             claim = parse_payment_tag(tag)
@@ -136,6 +139,32 @@ class NodePaidPublishing:
         if reason == "insufficient-payment":
             message = f"{message}: {price} {claim.currency} base units due for kind {event.kind}"
         return Charge(False, message, details={"reason": reason})
+
+    async def _spend_prepaid(self, event: Event) -> Charge | None:
+        """Pay from the author's prepaid balance (funded over Interledger), if it covers the price.
+
+        None when it does not, or when the node cannot say: an event without a
+        payment tag is then refused as ``payment required``.
+        """
+        currencies = self.pricing.currencies
+        if not currencies:
+            return None
+        currency = "ETH" if "ETH" in currencies else min(currencies)
+        price = self.pricing.price(event.kind, currency)
+        if price is None:
+            return None
+        params = {"pubkey": event.pubkey, "amount": str(price), "currency": currency}
+        try:
+            answer = await self.rpc.call("payment.spendPrepaid", params)
+        except (RpcUnavailable, RpcError) as exc:
+            log.info("prepaid balance of %s not checked: %s", event.pubkey, exc)
+            return None
+        if isinstance(answer, dict) and answer.get("valid") is True:
+            return Charge(
+                accepted=True,
+                details={"prepaid": True, "price": price, "currency": currency},
+            )
+        return None
 
     async def _free_tier(self, pubkey: str) -> bool:
         limit = self.pricing.free_tier_events
