@@ -147,13 +147,14 @@ class _Op:
         self.future = future
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class SqliteEventStore:
@@ -254,28 +255,37 @@ class SqliteEventStore:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Run ``batch`` in one transaction; if any operation fails, roll back and
+        run each one in its own transaction, so one failure spoils no other."""
         results: list[tuple[Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append((op.fn(conn), None))
-                    conn.execute("RELEASE op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    err = exc if not isinstance(exc, sqlite3.Error) else StorageError(str(exc))
-                    results.append((None, err))
+                results.append((op.fn(conn), None))
             conn.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error as exc:
+        except Exception:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            results = [(None, StorageError(f"commit failed: {exc}"))] * len(batch)
+            results = [self._run_alone(conn, op) for op in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
         for op, (result, error) in zip(batch, results, strict=True):
+            by_loop.setdefault(op.loop, []).append((op.future, result, error))
+        for loop, outcomes in by_loop.items():  # one wake-up per loop, not per operation
             with contextlib.suppress(RuntimeError):  # the loop is closed
-                op.loop.call_soon_threadsafe(_resolve, op.future, result, error)
+                loop.call_soon_threadsafe(_resolve_all, outcomes)
+
+    def _run_alone(self, conn: sqlite3.Connection, op: _Op) -> tuple[Any, BaseException | None]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = op.fn(conn)
+            conn.execute("COMMIT")
+            self.commits += 1
+            return result, None
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return None, StorageError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -311,15 +321,12 @@ class SqliteEventStore:
         if conn.execute("SELECT 1 FROM events WHERE id = ?", (event.id,)).fetchone():
             return SaveOutcome.DUPLICATE
         d_tag = _address_d(event)
-        targets = [event.id]
-        if d_tag is not None:
-            targets.append(f"{event.kind}:{event.pubkey}:{d_tag}")
-        for target in targets:
-            row = conn.execute(
-                "SELECT created_at FROM deletions WHERE pubkey = ? AND target = ?",
-                (event.pubkey, target),
-            ).fetchone()
-            if row is not None and (target == event.id or row[0] >= event.created_at):
+        address = f"{event.kind}:{event.pubkey}:{d_tag}" if d_tag is not None else event.id
+        for target, deleted_at in conn.execute(
+            "SELECT target, created_at FROM deletions WHERE pubkey = ? AND target IN (?, ?)",
+            (event.pubkey, event.id, address),
+        ):
+            if target == event.id or deleted_at >= event.created_at:
                 return SaveOutcome.DELETED
         if d_tag is not None:
             row = conn.execute(
