@@ -126,6 +126,10 @@ async def test_nip11_announces_prices(stack: DevStack) -> None:
     assert {"kinds": [30023], "amount": LONG_PRICE, "unit": "ETH"} in doc["fees"]["publication"]
     assert {"amount": PRICE, "unit": "ETH"} in doc["fees"]["publication"]
     assert {"amount": 5, "unit": "USDC"} in doc["fees"]["publication"]
+    # Where to pay: the node's chains, as the relay learnt them from node.getInfo.
+    (local,) = [c for c in doc["payments"]["chains"] if c["chainId"] == 31337]
+    assert local["recipient"] == stack.relay_address
+    assert local["factory"].lower() == "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 
 
 async def test_a_paid_note_is_accepted_stored_and_delivered(stack: DevStack) -> None:

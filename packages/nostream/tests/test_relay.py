@@ -280,6 +280,9 @@ class RefusingGate:
     def nip11_fees(self) -> dict[str, Any] | None:
         return {"publication": [{"kinds": [1], "amount": 10, "unit": "ETH"}]}
 
+    def nip11_payments(self) -> dict[str, Any] | None:
+        return None
+
 
 async def test_payment_gate_refusal_stores_and_broadcasts_nothing(start_relay) -> None:
     gate = RefusingGate()

@@ -42,6 +42,10 @@ class PaymentGate(Protocol):
         """NIP-11 ``fees`` (``{"publication": [...]}``), or None when publishing is free."""
         ...
 
+    def nip11_payments(self) -> dict[str, Any] | None:
+        """NIP-11 ``payments``: where and how to pay (chains, factory, recipient), or None."""
+        ...
+
 
 class FreePublishing:
     """The gate when payments are off: every event is accepted for free."""

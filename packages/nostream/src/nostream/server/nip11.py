@@ -49,4 +49,7 @@ def document(settings: Settings, gate: PaymentGate) -> dict[str, Any]:
         doc["contact"] = info.contact
     if fees is not None:
         doc["fees"] = fees
+    payments = gate.nip11_payments()
+    if payments is not None:
+        doc["payments"] = payments
     return doc
