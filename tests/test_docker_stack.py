@@ -376,6 +376,9 @@ def test_containers_are_hardened_and_not_root(stack: Stack) -> None:
     ports = json.loads(_run("docker", "inspect", "dassie-node"))[0]["HostConfig"]["PortBindings"]
     assert {b["HostIp"] for b in ports["7768/tcp"]} == {"127.0.0.1"}
     assert _connected_count() >= 1
+    # The cache refuses clients without the password.
+    noauth = _run("docker", "exec", "-e", "REDISCLI_AUTH=", "nostream-cache", "redis-cli", "ping")
+    assert "NOAUTH" in noauth, noauth
 
 
 def _open_channel(stack: Stack, amount: int) -> bytes:
