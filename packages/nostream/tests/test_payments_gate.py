@@ -446,3 +446,25 @@ async def test_an_event_without_a_tag_spends_the_prepaid_balance(node: FakeNode)
         assert [p["amount"] for p in spent] == ["1000", "1000", "1000"]
     finally:
         await gate.close()
+
+
+async def test_a_kind_priced_zero_publishes_without_a_tag(node: FakeNode) -> None:
+    """Price 0 means free with or without a payment tag; the node is not asked to spend 0."""
+
+    async def empty_balance(method: str, params: dict[str, Any]) -> Any:
+        if method == "node.getInfo":
+            return INFO
+        return {"valid": False, "reason": "insufficient-payment"}
+
+    node.handler = empty_balance
+    gate = await make_gate(node, {"PRICING_KIND_OVERRIDES": "7:0"})
+    try:
+        free = await gate.charge(sign_event(NOSTR_KEY, kind=7, content="+"))
+        assert free.accepted and free.details == {"free": "price-zero"}
+        assert [m for m, _ in node.calls if m != "node.getInfo"] == []
+        # Other kinds still cost their price.
+        due = await gate.charge(sign_event(NOSTR_KEY, kind=1))
+        assert not due.accepted and due.message.startswith("restricted: payment required")
+        assert [p["amount"] for m, p in node.calls if m == "payment.spendPrepaid"] == ["1000"]
+    finally:
+        await gate.close()

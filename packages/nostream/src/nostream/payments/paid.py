@@ -94,6 +94,9 @@ class NodePaidPublishing:
             return Charge(accepted=True, details={"free": "exempt"})
         tag = find_payment_tag(event.tags)
         if tag is None:
+            if 0 in (self.pricing.price(event.kind, c) for c in self.pricing.currencies):
+                # A kind priced 0 is free without a tag too (spendPrepaid refuses amount 0).
+                return Charge(accepted=True, details={"free": "price-zero"})
             if await self._free_tier(event.pubkey):
                 return Charge(accepted=True, details={"free": "tier"})
             prepaid = await self._spend_prepaid(event)
