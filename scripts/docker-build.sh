@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the two service images from the monorepo and prints their sizes.
 #   scripts/docker-build.sh                    -> nostream-ilp:latest, dassie-node:latest
-#   REGISTRY=ghcr.io/me scripts/docker-build.sh  also tags <REGISTRY>/<image>:<TAG>
+#   REGISTRY=registry.example/me scripts/docker-build.sh  also tags <REGISTRY>/<image>:<TAG>
 #   TAG=1.2.3 scripts/docker-build.sh            (default TAG=latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."

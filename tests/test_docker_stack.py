@@ -138,7 +138,11 @@ class Stack:
             info = json.loads(_run("docker", "inspect", *CONTAINERS))
             states = {c["Name"].lstrip("/"): c["State"] for c in info}
             bad = {
-                c["Name"]: (c["State"]["Status"], c["State"].get("Health", {}).get("Status"))
+                c["Name"]: {
+                    "status": c["State"]["Status"],
+                    "health": c["State"].get("Health", {}).get("Status"),
+                    "restarts": c["RestartCount"],
+                }
                 for c in info
                 if c["State"]["Status"] != "running"
                 or c["State"].get("Health", {}).get("Status") == "unhealthy"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -11,10 +12,10 @@ import pytest
 from nostr_protocol.filters import Filter
 from nostr_protocol.keys import sign_event
 from nostream.storage.base import SaveOutcome, StorageError
-from nostream.storage.sqlite import SqliteEventStore
+from nostream.storage.sqlite import MIGRATIONS, SqliteEventStore
 
 SK = b"\x0d" * 32
-VERSIONS = [(1,), (2,)]
+VERSIONS = [(1,), (2,), (3,)]
 
 
 def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
@@ -38,6 +39,51 @@ async def test_events_survive_a_restart_and_migrations_run_once(tmp_path: Path) 
         assert await again.save(e) is SaveOutcome.DUPLICATE
     finally:
         await again.close()
+    with sqlite3.connect(path) as conn:
+        assert versions(conn) == VERSIONS
+
+
+async def test_upgrade_to_the_rowid_events_table_keeps_every_event(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    kept = [
+        sign_event(SK, kind=1, content="old", tags=[["t", "x"]]),
+        sign_event(SK, kind=30000, content="address", tags=[["d", "a"]]),
+    ]
+    with sqlite3.connect(path) as conn:  # a database at schema version 2, with rows
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(MIGRATIONS[:2], start=1):
+            conn.executescript(script)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        for e, d_tag in zip(kept, (None, "a"), strict=True):
+            conn.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    e.id,
+                    e.pubkey,
+                    e.created_at,
+                    e.kind,
+                    json.dumps(e.to_dict()["tags"]),
+                    e.content,
+                    e.sig,
+                    d_tag,
+                ),
+            )
+        conn.execute(
+            "INSERT INTO event_tags VALUES (?, 't', 'x', ?)", (kept[0].id, kept[0].created_at)
+        )
+    store = SqliteEventStore(path)
+    await store.open()
+    try:
+        assert {e.id for e in await store.query([Filter()], 10, 10)} == {e.id for e in kept}
+        assert await store.query([Filter(tags={"t": frozenset({"x"})})], 10, 10) == [kept[0]]
+        assert await store.save(kept[1]) is SaveOutcome.DUPLICATE
+        newer = sign_event(
+            SK, kind=30000, content="newer", tags=[["d", "a"]], created_at=kept[1].created_at + 1
+        )
+        assert await store.save(newer) is SaveOutcome.STORED
+        assert await store.query([Filter(kinds=frozenset({30000}))], 10, 10) == [newer]
+    finally:
+        await store.close()
     with sqlite3.connect(path) as conn:
         assert versions(conn) == VERSIONS
 

@@ -250,3 +250,41 @@ async def test_awkward_tag_values_are_queryable(store: EventStore, value: str) -
     await store.save(e)
     await store.save(ev(tags=[["t", "other"]]))
     assert [x.id for x in await q(store, {"#t": [value]})] == [e.id]
+
+
+async def test_check_new_answers_what_save_would_refuse(store: EventStore) -> None:
+    note = ev(content="note")
+    assert await store.check_new(note) is None
+    await store.save(note)
+    assert await store.check_new(note) is SaveOutcome.DUPLICATE
+
+    gone = ev(content="to be deleted")
+    await store.save(ev(kind=5, tags=[["e", gone.id]], created_at=NOW))
+    await store.delete(ev(kind=5, tags=[["e", gone.id]], created_at=NOW))
+    assert await store.check_new(gone) is SaveOutcome.DELETED
+    assert await store.check_new(ev(BOB, content="to be deleted")) is None  # not Bob's deletion
+
+    newer = ev(kind=30000, tags=[["d", "x"]], created_at=NOW)
+    await store.save(newer)
+    older = ev(kind=30000, tags=[["d", "x"]], created_at=NOW - 5)
+    assert await store.check_new(older) is SaveOutcome.SHADOWED
+    assert await store.check_new(ev(kind=30000, tags=[["d", "y"]], created_at=NOW - 5)) is None
+    assert await store.check_new(ev(kind=30000, tags=[["d", "x"]], created_at=NOW + 1)) is None
+
+    address = f"30001:{public_key_hex(ALICE)}:z"
+    await store.delete(ev(kind=5, tags=[["a", address]], created_at=NOW))
+    assert await store.check_new(ev(kind=30001, tags=[["d", "z"]], created_at=NOW)) is (
+        SaveOutcome.DELETED
+    )
+    assert await store.check_new(ev(kind=30001, tags=[["d", "z"]], created_at=NOW + 1)) is None
+
+
+async def test_concurrent_saves_with_repeats_and_deleted_ids(store: EventStore) -> None:
+    events = [ev(content=f"batch {i}", tags=[["t", "b"]]) for i in range(50)]
+    deleted = events[7]
+    await store.delete(ev(kind=5, tags=[["e", deleted.id]]))
+    outcomes = await asyncio.gather(*(store.save(e) for e in [*events, events[3], events[3]]))
+    assert outcomes[7] is SaveOutcome.DELETED
+    assert outcomes[-2:].count(SaveOutcome.DUPLICATE) + (outcomes[3] is SaveOutcome.DUPLICATE) == 2
+    assert outcomes.count(SaveOutcome.STORED) == 49
+    assert {e.id for e in await q(store, {"#t": ["b"]})} == {e.id for e in events} - {deleted.id}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from nostr_protocol.event import Event, KindClass
 from nostr_protocol.filters import Filter
-from nostr_protocol.nips import DELETION_KIND, deletion_targets, is_expired, is_protected
+from nostr_protocol.nips import DELETION_KIND, is_expired, is_protected
 from nostr_protocol.validate import InvalidEvent, check_id, check_signature
 
 from . import policy
@@ -118,9 +118,13 @@ class Relay:
             ):
                 return Verdict(False, "rate-limited: slow down, too many events")
         ephemeral = event.kind_class is KindClass.EPHEMERAL
-        precheck = not ephemeral and not self._free
-        if precheck and await self.store.exists(event.id):
-            return Verdict(True, "duplicate: already have this event")
+        found: SaveOutcome | None = None
+        if not ephemeral and not self._free:
+            # One store round trip answers all three pre-payment checks; a deleted or
+            # superseded event is refused later, after its signature and auth checks.
+            found = await self.store.check_new(event)
+            if found is SaveOutcome.DUPLICATE:
+                return Verdict(True, "duplicate: already have this event")
         try:
             check_id(event)
             check_signature(event)
@@ -130,12 +134,17 @@ class Relay:
             return Verdict(False, "duplicate: this event is already being processed")
         self._in_flight.add(event.id)
         try:
-            return await self._admit(event, authed, now, ephemeral, precheck)
+            return await self._admit(event, authed, now, ephemeral, found)
         finally:
             self._in_flight.discard(event.id)
 
     async def _admit(
-        self, event: Event, authed: frozenset[str], now: int, ephemeral: bool, precheck: bool
+        self,
+        event: Event,
+        authed: frozenset[str],
+        now: int,
+        ephemeral: bool,
+        found: SaveOutcome | None,
     ) -> Verdict:
         """Auth, expiry and supersession checks, then payment, storage and broadcast."""
         settings = self.settings
@@ -145,10 +154,10 @@ class Relay:
             return Verdict(False, "auth-required: this event may only be published by its author")
         if is_expired(event, now):
             return Verdict(False, "invalid: event has expired")
-        if precheck:
-            blocked = await self._superseded(event)
-            if blocked is not None:
-                return blocked
+        if found is SaveOutcome.DELETED:
+            return Verdict(False, "blocked: this event was deleted by its author")
+        if found is SaveOutcome.SHADOWED:
+            return Verdict(False, "duplicate: a newer version of this event is stored")
         charge = await self.gate.charge(event)
         if not charge.accepted:
             return Verdict(False, charge.message or "restricted: payment refused")
@@ -164,43 +173,3 @@ class Relay:
                 await self.store.delete(event)
         await self.bus.publish(event)
         return Verdict(True, "")
-
-    async def _superseded(self, event: Event) -> Verdict | None:
-        """A refusal when the author deleted this event or a newer version is stored."""
-        author = frozenset({event.pubkey})
-        kind5 = frozenset({DELETION_KIND})
-        deletions = [Filter(authors=author, kinds=kind5, tags={"e": frozenset({event.id})})]
-        address: str | None = None
-        cls = event.kind_class
-        if cls in (KindClass.REPLACEABLE, KindClass.ADDRESSABLE):
-            d_tag = event.d_tag() if cls is KindClass.ADDRESSABLE else ""
-            address = f"{event.kind}:{event.pubkey}:{d_tag}"
-            deletions.append(
-                Filter(
-                    authors=author,
-                    kinds=kind5,
-                    tags={"a": frozenset({address})},
-                    since=event.created_at,
-                )
-            )
-        found = await self.store.query(deletions, 1, 1)
-        for deletion in found:
-            ids, addresses = deletion_targets(deletion)
-            if event.id in ids or (
-                address is not None
-                and any(f"{k}:{p}:{d}" == address for k, p, d in addresses)
-                and deletion.created_at >= event.created_at
-            ):
-                return Verdict(False, "blocked: this event was deleted by its author")
-        if address is not None:
-            d_tag = event.d_tag()
-            tags = {"d": frozenset({d_tag})} if cls is KindClass.ADDRESSABLE and d_tag else {}
-            current = await self.store.query(
-                [Filter(authors=author, kinds=frozenset({event.kind}), tags=tags)], 500, 500
-            )
-            for other in current:
-                if cls is KindClass.ADDRESSABLE and other.d_tag() != event.d_tag():
-                    continue
-                if (other.created_at, event.id) > (event.created_at, other.id):
-                    return Verdict(False, "duplicate: a newer version of this event is stored")
-        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections import deque
 from typing import Any
 
@@ -30,27 +31,58 @@ PURGE_INTERVAL = 3600.0
 """Seconds between sweeps that delete expired (NIP-40) events from storage."""
 WS_SLOW_CONSUMER = 4000
 """Close code for a client that does not read fast enough (outgoing queue full)."""
+WRITE_CHUNK = 256 * 1024
+"""Bytes of queued frames joined into one ``transport.write`` (one send syscall)."""
+
+_LEN2 = struct.Struct("!BBH").pack
+_LEN8 = struct.Struct("!BBQ").pack
+
+
+def text_frame_header(length: int) -> bytes:
+    """The RFC 6455 header of an unmasked, final, uncompressed text frame."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return _LEN2(0x81, 126, length)
+    return _LEN8(0x81, 127, length)
 
 
 class _Outbox:
-    """A connection's bounded outgoing queue and the task that writes it to the socket."""
+    """A connection's bounded outgoing queue, written to the socket without a task.
+
+    ``send`` queues a frame and schedules one write for the end of the current
+    event-loop step, so every frame queued meanwhile (a burst of OKs, a REQ's
+    results) leaves in one ``transport.write``, one send syscall. When the
+    transport's buffer passes its high-water mark, writing waits for it to
+    drain (backpressure); frames queue up meanwhile, and past ``limit`` the
+    client is closed as too slow.
+    """
 
     def __init__(
-        self, ws: web.WebSocketResponse, limit: int, transport: asyncio.BaseTransport | None
+        self,
+        ws: web.WebSocketResponse,
+        limit: int,
+        transport: asyncio.BaseTransport | None,
+        protocol: Any = None,
     ) -> None:
         self.ws = ws
-        self.transport = transport
+        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.protocol = protocol
+        """aiohttp's connection protocol: says when the transport's buffer is full."""
         self.limit = limit
         self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
         self.overflowed = False
         self.writing = False
+        """True while waiting for the transport to take more data."""
+        self.stopped = self.transport is None
+        self.scheduled = False
         self.drained = asyncio.Event()
         self.closer: asyncio.Task[None] | None = None
-        self.task = asyncio.create_task(self._run(), name="ws-writer")
+        self.waiter: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
 
     def send(self, frame: bytes) -> None:
-        if self.overflowed or self.ws.closed:
+        if self.overflowed or self.stopped or self.ws.closed:
             return
         if len(self.queue) >= self.limit:
             self.overflowed = True
@@ -59,25 +91,53 @@ class _Outbox:
             self.closer = asyncio.create_task(self._close_slow(), name="ws-close-slow")
             return
         self.queue.append(frame)
-        self.wake.set()
+        if not self.scheduled and not self.writing:
+            self.scheduled = True
+            self._loop.call_soon(self._write)
 
-    async def _run(self) -> None:
+    def _write(self) -> None:
+        """Write the queue in chunks until it is empty or the transport is full."""
+        self.scheduled = False
+        if self.writing or self.stopped:
+            return
+        queue = self.queue
         ws = self.ws
+        transport = self.transport
+        assert transport is not None
         try:
-            while True:
-                await self.wake.wait()
-                self.wake.clear()
-                while self.queue and not ws.closed:
+            while queue and not ws.closed:
+                if transport.is_closing():
+                    raise ConnectionResetError("the connection is closing")
+                parts: list[bytes] = []
+                size = 0
+                while queue and size < WRITE_CHUNK:
+                    frame = queue.popleft()
+                    parts.append(text_frame_header(len(frame)))
+                    parts.append(frame)
+                    size += len(frame)
+                transport.write(b"".join(parts))
+                if self.protocol is not None and self.protocol.writing_paused:
                     self.writing = True
-                    await ws.send_frame(self.queue.popleft(), WSMsgType.TEXT)
-                    self.writing = False
-                self.drained.set()
-                if self.overflowed:
+                    self.waiter = asyncio.create_task(self._wait_writable(), name="ws-drain")
                     return
         except (ConnectionError, RuntimeError) as exc:
-            log.debug("writer stopped: %s", exc)
-        finally:
-            self.drained.set()  # wake any flush(): nothing more will be written
+            self._stop(exc)
+        self.drained.set()
+
+    async def _wait_writable(self) -> None:
+        try:
+            await self.protocol._drain_helper()
+        except (ConnectionError, RuntimeError) as exc:
+            self._stop(exc)
+            return
+        self.writing = False
+        self._write()
+
+    def _stop(self, reason: BaseException | str) -> None:
+        log.debug("writer stopped: %s", reason)
+        self.stopped = True
+        self.queue.clear()
+        self.drained.set()  # wake any flush(): nothing more will be written
 
     async def _close_slow(self) -> None:
         """Close with 4000; a client too slow to take even the close frame is cut off."""
@@ -91,7 +151,7 @@ class _Outbox:
             self._abort()
 
     def _abort(self) -> None:
-        if isinstance(self.transport, asyncio.WriteTransport):
+        if self.transport is not None:
             self.transport.abort()
         else:
             log.warning("cannot abort a slow connection: no transport")
@@ -100,14 +160,16 @@ class _Outbox:
         """Wait, when the queue is half full, until the writer has emptied it."""
         if len(self.queue) < self.limit // 2:
             return
-        while self.queue and not self.ws.closed and not self.task.done():
+        while self.queue and not self.ws.closed and not self.stopped:
             self.drained.clear()
             await self.drained.wait()
 
     async def drain_and_stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        self._stop("connection finished")
+        if self.waiter is not None:
+            self.waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.waiter
 
 
 class RelayServer:
@@ -224,7 +286,7 @@ class RelayServer:
         )
         transport = request.transport
         await ws.prepare(request)
-        outbox = _Outbox(ws, network.max_outgoing_queue, transport)
+        outbox = _Outbox(ws, network.max_outgoing_queue, transport, request.protocol)
         session = Session(self.relay, self._client_ip(request), outbox.send, outbox.flush)
         metrics = self.relay.metrics
         metrics.connections += 1

@@ -93,6 +93,17 @@ class EventStore(Protocol):
         """True when an event with this id is stored (and not expired)."""
         ...
 
+    async def check_new(self, event: Event) -> SaveOutcome | None:
+        """What ``save(event)`` would refuse it with now, in one round trip, storing nothing.
+
+        DUPLICATE when its id is stored (and not expired), DELETED when its author
+        deleted its id or (for a replaceable/addressable event) its address at or
+        after its ``created_at``, SHADOWED when a newer (unexpired) version of its
+        address is stored; None when it would be stored. The relay asks this
+        before charging, so an event that will be refused is never paid for.
+        """
+        ...
+
     async def bump_counter(self, name: str, key: str, limit: int) -> bool:
         """Durably add 1 to counter ``(name, key)`` if it is below ``limit``.
 

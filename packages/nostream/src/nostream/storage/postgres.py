@@ -505,6 +505,47 @@ class PostgresEventStore:
 
         return await self._run(run, retry=True)
 
+    async def check_new(self, event: Event) -> SaveOutcome | None:
+        try:
+            key = bytes.fromhex(event.id)
+            author = bytes.fromhex(event.pubkey)
+        except ValueError:
+            return None
+        d_tag = _address_d(event)
+        address = (
+            f"{event.kind}:{event.pubkey}:".encode() + d_tag if d_tag is not None else None
+        )
+
+        async def run(conn: asyncpg.Connection) -> SaveOutcome | None:
+            row = await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1"
+                " AND (expires_at IS NULL OR expires_at > $2)),"
+                " EXISTS (SELECT 1 FROM deletions WHERE pubkey = $3 AND (target = $4"
+                " OR (target = $5::bytea AND created_at >= $6))),"
+                " $7::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM events WHERE pubkey = $3"
+                " AND kind = $8 AND d_tag = $7::bytea"
+                " AND (expires_at IS NULL OR expires_at > $2)"
+                " AND (created_at > $6 OR (created_at = $6 AND id < $1)))",
+                key,
+                int(time.time()),
+                author,
+                event.id.encode(),
+                address,
+                event.created_at,
+                d_tag,
+                event.kind,
+            )
+            assert row is not None
+            if row[0]:
+                return SaveOutcome.DUPLICATE
+            if row[1]:
+                return SaveOutcome.DELETED
+            if row[2]:
+                return SaveOutcome.SHADOWED
+            return None
+
+        return await self._run(run, retry=True)
+
     async def ping(self) -> bool:
         if self._pool is None:
             return False
