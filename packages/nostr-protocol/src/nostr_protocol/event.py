@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -100,9 +102,48 @@ def _xonly_key(pubkey: str) -> PublicKeyXOnly:
     return PublicKeyXOnly(bytes.fromhex(pubkey))
 
 
+def _gil_holding_verify() -> tuple[Callable[..., int], int, Any] | None:
+    """libsecp256k1's verify called through ``ctypes.PyDLL``, which keeps the GIL.
+
+    coincurve's binding releases the GIL for each ~50 µs check; in a relay whose
+    SQLite writer thread wants the GIL too, getting it back costs the event loop
+    more than the check itself. Returns ``(verify, context address, ffi)`` or None
+    when coincurve's library does not export the symbol (then coincurve is used).
+    """
+    try:
+        lib = importlib.import_module("coincurve._libsecp256k1")
+        context = importlib.import_module("coincurve.context").GLOBAL_CONTEXT
+        dll = ctypes.PyDLL(lib.__file__)
+        fn = dll.secp256k1_schnorrsig_verify
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    fn.argtypes += [ctypes.c_char_p]
+    ffi = lib.ffi
+    return fn, int(ffi.cast("uintptr_t", context.ctx)), ffi
+
+
+_VERIFY = _gil_holding_verify()
+
+
+@lru_cache(maxsize=8192)
+def _xonly_struct(pubkey: str) -> bytes:
+    """The parsed key as libsecp256k1's 64-byte ``secp256k1_xonly_pubkey``."""
+    assert _VERIFY is not None
+    return bytes(_VERIFY[2].buffer(_xonly_key(pubkey).public_key, 64))
+
+
 def verify_signature(event_id: str, pubkey: str, sig: str) -> bool:
     """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``."""
     try:
-        return bool(_xonly_key(pubkey).verify(bytes.fromhex(sig), bytes.fromhex(event_id)))
+        sig_bytes = bytes.fromhex(sig)
+        message = bytes.fromhex(event_id)
+        if _VERIFY is None:
+            return bool(_xonly_key(pubkey).verify(sig_bytes, message))
+        if len(sig_bytes) != 64:
+            return False
+        fn, context, _ = _VERIFY
+        return fn(context, sig_bytes, message, len(message), _xonly_struct(pubkey)) == 1
     except (ValueError, TypeError):
         return False

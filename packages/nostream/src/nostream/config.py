@@ -293,8 +293,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     path = config_dir / "settings.yaml"
     if not path.exists():
         try:
+            default = default_settings_text()
+        except OSError as exc:  # a broken install, not the operator's folder
+            raise ConfigError(
+                f"NOSTR_CONFIG_DIR: no {path} and the packaged default is missing: {exc.strerror}"
+            ) from None
+        try:
             config_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(default_settings_text(), "utf-8")
+            path.write_text(default, "utf-8")
         except OSError as exc:
             raise ConfigError(f"NOSTR_CONFIG_DIR: cannot write {path}: {exc.strerror}") from None
     try:

@@ -3,8 +3,10 @@
 Ingest order: policy (cheap) -> rate limit -> duplicate -> id hash -> signature
 -> auth/protected -> expiry -> deletion/older-version checks -> payment
 (``gate.charge``) -> store (OK true only once durable) -> broadcast on the bus.
-When publishing is free, the duplicate and deletion/older-version answers come
-from ``store.save`` itself (same replies, one storage round trip fewer).
+The duplicate and deletion/older-version answers come from one
+``store.check_new`` call made at the duplicate step (the latter two are
+replied at their own step). When publishing is free they come from
+``store.save`` itself (same replies, no extra storage round trip).
 """
 
 from __future__ import annotations
@@ -70,9 +72,12 @@ class Relay:
     # -- fan-out -----------------------------------------------------------------------
 
     def _on_bus_event(self, event: Event) -> None:
-        encoded = event.to_json()
+        encoded: bytes | None = None
         for session in list(self.sessions):
-            session.deliver(event, encoded)
+            if session.subscriptions:
+                if encoded is None:  # encoded once, and only when someone may want it
+                    encoded = event.to_json()
+                session.deliver(event, encoded)
 
     # -- reads -------------------------------------------------------------------------
 

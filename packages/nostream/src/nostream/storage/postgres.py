@@ -512,9 +512,7 @@ class PostgresEventStore:
         except ValueError:
             return None
         d_tag = _address_d(event)
-        address = (
-            f"{event.kind}:{event.pubkey}:".encode() + d_tag if d_tag is not None else None
-        )
+        address = f"{event.kind}:{event.pubkey}:".encode() + d_tag if d_tag is not None else None
 
         async def run(conn: asyncpg.Connection) -> SaveOutcome | None:
             row = await conn.fetchrow(

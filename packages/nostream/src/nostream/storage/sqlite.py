@@ -399,9 +399,7 @@ class SqliteEventStore:
                 conn.execute("ROLLBACK")
             return None, StorageError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
 
-    async def _write(
-        self, fn: Callable[[sqlite3.Connection], T], event: Event | None = None
-    ) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], event: Event | None = None) -> T:
         if self._writer is None:
             raise StorageError("store is not open")
         loop = asyncio.get_running_loop()
@@ -429,9 +427,7 @@ class SqliteEventStore:
 
     async def save(self, event: Event) -> SaveOutcome:
         regular = event.kind_class is KindClass.REGULAR
-        return await self._write(
-            lambda conn: self._save(conn, event), event if regular else None
-        )
+        return await self._write(lambda conn: self._save(conn, event), event if regular else None)
 
     @staticmethod
     def _save(conn: sqlite3.Connection, event: Event) -> SaveOutcome:
