@@ -162,9 +162,11 @@ def _connect(path: Path, cache_kib: int = 16384) -> sqlite3.Connection:
 
 WRITER_CACHE_KIB = 32768
 """Page cache of the writer: the indexes' hot pages stay in memory between batches."""
-WAL_AUTOCHECKPOINT = 10000
-"""Pages in the WAL before a checkpoint (SQLite's default is 1000): pages rewritten
-by many batches are copied back into the database once, not once per 1000 pages."""
+WAL_AUTOCHECKPOINT = 100000
+"""Pages in the WAL before the writer itself checkpoints: only a backstop, since
+the checkpointer thread copies the WAL back into the database meanwhile."""
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between the checkpointer thread's passive checkpoints."""
 
 
 class _Op:
@@ -275,6 +277,8 @@ class SqliteEventStore:
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
         self.commits = 0
         """How many write transactions were committed (batching makes it < saves)."""
 
@@ -296,6 +300,24 @@ class SqliteEventStore:
             target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
+        self._closing.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(_connect(self.path),), name="sqlite-checkpoint"
+        )
+        self._checkpointer.daemon = True
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database beside the writer (a passive checkpoint
+        waits for nobody), so the writer's commits are not held up by it."""
+        try:
+            while not self._closing.wait(CHECKPOINT_INTERVAL):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    continue  # busy or failing: the writer's own checkpoint is the backstop
+        finally:
+            conn.close()
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self.path, WRITER_CACHE_KIB)
@@ -319,6 +341,10 @@ class SqliteEventStore:
         return conn
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._closing.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._ops.put(None)
             await asyncio.to_thread(self._writer.join)
