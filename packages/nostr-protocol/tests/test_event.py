@@ -89,3 +89,24 @@ def test_kind_classes() -> None:
     assert kind_class(20000) is KindClass.EPHEMERAL
     assert kind_class(30023) is KindClass.ADDRESSABLE
     assert kind_class(40000) is KindClass.REGULAR
+
+
+def test_the_direct_verify_agrees_with_coincurve() -> None:
+    """The GIL-holding call into libsecp256k1 answers exactly as coincurve's binding does."""
+    import os
+
+    from coincurve import PublicKeyXOnly
+
+    from nostr_protocol import event as event_module
+    from nostr_protocol.keys import sign_event
+
+    assert event_module._VERIFY is not None, "coincurve's library no longer exports the symbol"
+    for _ in range(50):
+        signed = sign_event(os.urandom(32), kind=1, content=os.urandom(8).hex())
+        good = bytes.fromhex(signed.sig)
+        bad = bytes([good[0] ^ 1]) + good[1:]
+        other = sign_event(os.urandom(32), kind=1).pubkey
+        for sig, pubkey in ((good, signed.pubkey), (bad, signed.pubkey), (good, other)):
+            expected = PublicKeyXOnly(bytes.fromhex(pubkey)).verify(sig, bytes.fromhex(signed.id))
+            assert verify_signature(signed.id, pubkey, sig.hex()) is expected
+    assert verify_signature(signed.id, signed.pubkey, signed.sig[:-2]) is False
