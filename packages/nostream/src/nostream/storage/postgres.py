@@ -151,6 +151,22 @@ def build_count(filters: Sequence[Filter], now: int) -> tuple[str, list[Any]] | 
     return "SELECT count(*) FROM events WHERE " + " OR ".join(parts), params.values
 
 
+def _event_row(event: Event) -> tuple[Any, ...]:
+    """The ``events`` columns of ``event``: id, pubkey, created_at, kind, tags, content,
+    sig, d_tag, expires_at."""
+    return (
+        bytes.fromhex(event.id),
+        bytes.fromhex(event.pubkey),
+        event.created_at,
+        event.kind,
+        orjson.dumps([list(t) for t in event.tags]).decode(),
+        event.content.encode(),
+        bytes.fromhex(event.sig),
+        _address_d(event),
+        expiration_of(event),
+    )
+
+
 @dataclass(slots=True)
 class _Batch:
     """Column arrays for one call of ``nostream_save_events``."""
@@ -161,19 +177,7 @@ class _Batch:
         """Append ``event``; on a conversion error nothing is appended."""
         c = self.columns
         tags = [(t[0], t[1].encode()) for t in event.tags if len(t) > 1 and _indexed(t[0])]
-        row = (
-            bytes.fromhex(event.id),
-            bytes.fromhex(event.pubkey),
-            event.created_at,
-            event.kind,
-            orjson.dumps([list(t) for t in event.tags]).decode(),
-            event.content.encode(),
-            bytes.fromhex(event.sig),
-            _address_d(event),
-            expiration_of(event),
-            len(c[11]) + 1,
-            len(tags),
-        )
+        row = (*_event_row(event), len(c[11]) + 1, len(tags))
         for column, value in zip(c, row, strict=False):
             column.append(value)
         for name, value in tags:
@@ -560,20 +564,9 @@ class PostgresEventStore:
         rows = []
         tag_rows = []
         for event in events:
-            key = bytes.fromhex(event.id)
-            rows.append(
-                (
-                    key,
-                    bytes.fromhex(event.pubkey),
-                    event.created_at,
-                    event.kind,
-                    orjson.dumps([list(t) for t in event.tags]).decode(),
-                    event.content.encode(),
-                    bytes.fromhex(event.sig),
-                    _address_d(event),
-                    expiration_of(event),
-                )
-            )
+            row = _event_row(event)
+            key = row[0]
+            rows.append(row)
             for tag in event.tags:
                 if len(tag) > 1 and _indexed(tag[0]):
                     tag_rows.append((key, tag[0], tag[1].encode(), event.kind, event.created_at))
