@@ -37,6 +37,7 @@ INFO = {
         }
     ],
 }
+ILP_INFO = {"address": "test.dassie", "assetCode": "ETH", "assetScale": 18}
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -47,6 +48,7 @@ class FakeNode:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.handler: Handler = self.default
+        self.ilp_info: dict[str, Any] = ILP_INFO
         self.port = 0
         self.runner: web.AppRunner | None = None
         self.sockets: set[web.WebSocketResponse] = set()
@@ -70,6 +72,11 @@ class FakeNode:
 
     async def answer(self, ws: web.WebSocketResponse, req: dict[str, Any]) -> None:
         self.calls.append((req["method"], req["params"]))
+        if req["method"] == "ilp.getInfo":  # asked on every connect, beside node.getInfo
+            await ws.send_bytes(
+                orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": self.ilp_info})
+            )
+            return
         try:
             result = await self.handler(req["method"], req["params"])
             reply = {"jsonrpc": "2.0", "id": req["id"], "result": result}
@@ -461,10 +468,31 @@ async def test_a_kind_priced_zero_publishes_without_a_tag(node: FakeNode) -> Non
     try:
         free = await gate.charge(sign_event(NOSTR_KEY, kind=7, content="+"))
         assert free.accepted and free.details == {"free": "price-zero"}
-        assert [m for m, _ in node.calls if m != "node.getInfo"] == []
+        assert [m for m, _ in node.calls if not m.endswith(".getInfo")] == []
         # Other kinds still cost their price.
         due = await gate.charge(sign_event(NOSTR_KEY, kind=1))
         assert not due.accepted and due.message.startswith("restricted: payment required")
         assert [p["amount"] for m, p in node.calls if m == "payment.spendPrepaid"] == ["1000"]
+    finally:
+        await gate.close()
+
+
+async def test_prepaid_balances_are_spent_in_the_node_asset_only(node: FakeNode) -> None:
+    """A node whose Interledger asset the relay does not price, or without Interledger, is
+    never asked to spend a prepaid balance."""
+
+    async def other_asset(method: str, params: dict[str, Any]) -> Any:
+        if method == "node.getInfo":
+            return INFO
+        return {"valid": True, "credited": params.get("amount")}
+
+    node.handler = other_asset
+    node.ilp_info = {**ILP_INFO, "assetCode": "XRP"}
+    gate = await make_gate(node)
+    try:
+        refused = await gate.charge(sign_event(NOSTR_KEY, kind=1))
+        assert gate.prepaid_currency == "XRP"
+        assert refused.message.startswith("restricted: payment required")
+        assert [m for m, _ in node.calls if m == "payment.spendPrepaid"] == []
     finally:
         await gate.close()

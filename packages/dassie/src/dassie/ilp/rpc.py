@@ -1,4 +1,5 @@
-"""ILP RPC methods: ``ilp.pay``, ``payment.spendPrepaid``, ``payment.getPrepaidBalance``."""
+"""The ILP RPC methods: ``ilp.getInfo``, ``ilp.pay`` and the prepaid balances
+(``payment.spendPrepaid``, ``payment.getPrepaidBalance``)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,16 @@ def ilp_methods(get_service: Callable[[], IlpService]) -> dict[str, Handler]:
             "currency": service.config.asset_code,
         }
 
+    async def get_info(params: dict[str, Any]) -> Any:
+        config = get_service().config
+        return {
+            "address": config.address,
+            "assetCode": config.asset_code,
+            "assetScale": config.asset_scale,
+        }
+
     return {
+        "ilp.getInfo": get_info,
         "ilp.pay": pay,
         "payment.spendPrepaid": spend_prepaid,
         "payment.getPrepaidBalance": get_prepaid,

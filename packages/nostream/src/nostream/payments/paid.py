@@ -76,6 +76,9 @@ class NodePaidPublishing:
         self.pricing = pricing
         self.store = store
         self.node_info: dict[str, Any] | None = None
+        self.prepaid_currency: str | None = None
+        """The asset of the node's prepaid (Interledger) balances, from ``ilp.getInfo``."""
+        self._ilp_info_known = False
 
     async def start(self) -> None:
         await self.rpc.start()
@@ -88,6 +91,16 @@ class NodePaidPublishing:
         info = await self.rpc.call("node.getInfo", {})
         if isinstance(info, dict):
             self.node_info = info
+        await self._refresh_ilp_info()
+
+    async def _refresh_ilp_info(self) -> None:
+        """Learn the asset of the node's prepaid balances (``ilp.getInfo``)."""
+        try:
+            ilp = await self.rpc.call("ilp.getInfo", {})
+        except RpcError:  # a node without Interledger: no prepaid balances
+            ilp = None
+        self.prepaid_currency = ilp.get("assetCode") if isinstance(ilp, dict) else None
+        self._ilp_info_known = True
 
     async def charge(self, event: Event) -> Charge:
         if self.pricing.is_free(event.kind, event.pubkey):
@@ -149,15 +162,16 @@ class NodePaidPublishing:
         None when it does not, or when the node cannot say: an event without a
         payment tag is then refused as ``payment required``.
         """
-        currencies = self.pricing.currencies
-        if not currencies:
-            return None
-        currency = "ETH" if "ETH" in currencies else min(currencies)
-        price = self.pricing.price(event.kind, currency)
-        if price is None:
-            return None
-        params = {"pubkey": event.pubkey, "amount": str(price), "currency": currency}
         try:
+            if not self._ilp_info_known:  # an event right after the link came up
+                await self._refresh_ilp_info()
+            currency = self.prepaid_currency
+            if currency is None:
+                return None
+            price = self.pricing.price(event.kind, currency)
+            if price is None:
+                return None
+            params = {"pubkey": event.pubkey, "amount": str(price), "currency": currency}
             answer = await self.rpc.call("payment.spendPrepaid", params)
         except (RpcUnavailable, RpcError) as exc:
             log.info("prepaid balance of %s not checked: %s", event.pubkey, exc)
