@@ -28,6 +28,7 @@ from nostream.bus.base import LocalBus
 from nostream.config import settings_from
 from nostream.payments.gate import FreePublishing
 from nostream.ratelimit.base import MemoryRateLimiter
+from nostream.relay import Relay
 from nostream.server.app import RelayServer
 from nostream.storage.sqlite import SqliteEventStore
 
@@ -36,11 +37,13 @@ from nostream.storage.sqlite import SqliteEventStore
 async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
     settings = settings_from({}, {"RELAY_HOST": "127.0.0.1", "RELAY_PORT": "0"})
     server = RelayServer(
-        settings,
-        SqliteEventStore(tmp_path / "db.sqlite3"),
-        LocalBus(),
-        MemoryRateLimiter(),
-        FreePublishing(),
+        Relay(
+            settings,
+            SqliteEventStore(tmp_path / "db.sqlite3"),
+            LocalBus(),
+            MemoryRateLimiter(),
+            FreePublishing(),
+        )
     )
     await server.start()
     try:

@@ -22,6 +22,7 @@ from nostream.bus.base import LocalBus
 from nostream.config import Settings, settings_from
 from nostream.payments.gate import FreePublishing, PaymentGate
 from nostream.ratelimit.base import MemoryRateLimiter
+from nostream.relay import Relay
 from nostream.server.app import RelayServer
 from nostream.storage.base import EventStore
 from nostream.storage.sqlite import SqliteEventStore
@@ -145,11 +146,13 @@ async def start_relay(
     ) -> LiveRelay:
         store = make_store(request, backend, tmp_path / f"r{len(started)}")
         server = RelayServer(
-            settings or relay_settings(),
-            store,
-            LocalBus(),
-            MemoryRateLimiter(),
-            gate or FreePublishing(),
+            Relay(
+                settings or relay_settings(),
+                store,
+                LocalBus(),
+                MemoryRateLimiter(),
+                gate or FreePublishing(),
+            )
         )
         await server.start()
         live = LiveRelay(server, aiohttp.ClientSession())

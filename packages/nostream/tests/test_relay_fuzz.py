@@ -19,6 +19,7 @@ from nostr_protocol.keys import sign_event
 from nostream.bus.base import LocalBus
 from nostream.payments.gate import FreePublishing
 from nostream.ratelimit.base import MemoryRateLimiter
+from nostream.relay import Relay
 from nostream.server.app import RelayServer
 from nostream.storage.sqlite import SqliteEventStore
 
@@ -32,11 +33,13 @@ class ThreadedRelay:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server = RelayServer(
-            relay_settings({"network": {"maxPayloadSize": 65536}}),
-            SqliteEventStore(path),
-            LocalBus(),
-            MemoryRateLimiter(),
-            FreePublishing(),
+            Relay(
+                relay_settings({"network": {"maxPayloadSize": 65536}}),
+                SqliteEventStore(path),
+                LocalBus(),
+                MemoryRateLimiter(),
+                FreePublishing(),
+            )
         )
 
     def __enter__(self) -> ThreadedRelay:

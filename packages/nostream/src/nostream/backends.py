@@ -6,6 +6,7 @@ from .bus.base import EventBus, LocalBus
 from .config import Settings
 from .payments import build_gate
 from .ratelimit.base import MemoryRateLimiter, RateLimiter
+from .relay import Relay
 from .server.app import RelayServer
 from .storage.base import EventStore
 from .storage.sqlite import SqliteEventStore
@@ -44,4 +45,4 @@ def build_server(settings: Settings) -> RelayServer:
     """The whole relay for ``settings`` (not started)."""
     store = build_store(settings)
     gate = build_gate(settings, store)  # the payment seam: FreePublishing unless paid
-    return RelayServer(settings, store, build_bus(settings), build_limiter(settings), gate)
+    return RelayServer(Relay(settings, store, build_bus(settings), build_limiter(settings), gate))

@@ -11,13 +11,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..bus.base import EventBus
-from ..config import Settings
-from ..payments.gate import PaymentGate
-from ..ratelimit.base import RateLimiter
 from ..relay import Relay
 from ..session import Session
-from ..storage.base import EventStore
 from . import nip11
 
 log = logging.getLogger("nostream.server")
@@ -175,21 +170,14 @@ class _Outbox:
 class RelayServer:
     """Runs a :class:`Relay` behind aiohttp on ``settings.host:settings.port``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: EventStore,
-        bus: EventBus,
-        limiter: RateLimiter,
-        gate: PaymentGate,
-    ) -> None:
-        self.settings = settings
-        self.relay = Relay(settings, store, bus, limiter, gate)
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.settings = relay.settings
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._purger: asyncio.Task[None] | None = None
-        self.port: int = settings.port
+        self.port: int = relay.settings.port
 
     def _build_app(self) -> web.Application:
         app = web.Application()
