@@ -56,12 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
             "DASSIE_RPC_TIMEOUT_MS": "3000",
         },
     )
-    devstack = DevStack(config)
-    devstack.start()
-    try:
+    with DevStack(config) as devstack:
         yield devstack
-    finally:
-        devstack.stop()
 
 
 def evm_key(index: int) -> bytes:

@@ -54,12 +54,8 @@ def stack(tmp_path: Path) -> Iterator[DevStack]:
             "ILP_PEERS": json.dumps([payer]),
         },
     )
-    devstack = DevStack(config)
-    devstack.start()
-    try:
+    with DevStack(config) as devstack:
         yield devstack
-    finally:
-        devstack.stop()
 
 
 async def ledger_of(stack: DevStack) -> dict[str, dict[str, Any]]:

@@ -281,6 +281,13 @@ class DevStack:
         for service in (self.relay, self.node, self.chain):
             service.stop()
 
+    def __enter__(self) -> DevStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def services(self) -> tuple[Service, ...]:
         return (self.chain, self.node, self.relay)
 
