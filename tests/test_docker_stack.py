@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,7 +531,8 @@ def test_source_only_change_rebuilds_from_the_layer_cache(stack: Stack) -> None:
             )
         shutil.copy2(REPO / ".dockerignore", ctx / ".dockerignore")
         init = ctx / "packages" / "nostream" / "src" / "nostream" / "__init__.py"
-        init.write_text(init.read_text() + "\n# changed by test_docker_stack\n")
+        # A marker unique to this run: a fixed one would be in the layer cache from the last run.
+        init.write_text(init.read_text() + f"\n# changed by test_docker_stack {uuid.uuid4()}\n")
         tag = "nostream-ilp:rebuild-test"
         start = time.monotonic()
         out = _run(
