@@ -7,8 +7,7 @@ import hashlib
 import hmac
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from Crypto.Cipher import AES
 
 from interledger.errors import DecodeError
 
@@ -50,8 +49,9 @@ def encrypt(shared_secret: bytes, plaintext: bytes, nonce: bytes | None = None) 
     """AES-256-GCM; output is ``nonce || tag || ciphertext``."""
     key = hmac_sha256(shared_secret, ENCRYPTION_KEY_STRING)
     iv = nonce if nonce is not None else os.urandom(NONCE_LENGTH)
-    sealed = AESGCM(key).encrypt(iv, plaintext, None)
-    return iv + sealed[-TAG_LENGTH:] + sealed[:-TAG_LENGTH]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=iv, mac_len=TAG_LENGTH)
+    ciphertext, tag = cipher.encrypt_and_digest(plaintext)
+    return iv + tag + ciphertext
 
 
 def decrypt(shared_secret: bytes, data: bytes) -> bytes:
@@ -62,9 +62,10 @@ def decrypt(shared_secret: bytes, data: bytes) -> bytes:
     nonce = data[:NONCE_LENGTH]
     tag = data[NONCE_LENGTH : NONCE_LENGTH + TAG_LENGTH]
     body = data[NONCE_LENGTH + TAG_LENGTH :]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_LENGTH)
     try:
-        return AESGCM(key).decrypt(nonce, body + tag, None)
-    except InvalidTag as exc:
+        return cipher.decrypt_and_verify(body, tag)
+    except ValueError as exc:  # pycryptodome's "MAC check failed"
         raise DecodeError("STREAM packet failed authentication") from exc
 
 
