@@ -30,6 +30,7 @@ def test_local_preset(tmp_path: Path) -> None:
     assert chain.rpc_url == "http://127.0.0.1:8545"
     assert chain.factory_address == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
     assert chain.assets == {"ETH": "0x0000000000000000000000000000000000000000"}
+    assert chain.tx_timeout == 300
 
 
 def test_custom_chain(tmp_path: Path) -> None:
@@ -90,6 +91,15 @@ def test_custom_chain(tmp_path: Path) -> None:
             {"SETTLEMENT_NEW_ENABLED": "true", "SETTLEMENT_NEW_RELAY_PRIVATE_KEY": KEY},
             "SETTLEMENT_NEW_CHAIN_ID",
             "required",
+        ),
+        (
+            {
+                "SETTLEMENT_LOCAL_ENABLED": "true",
+                "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": KEY,
+                "SETTLEMENT_LOCAL_TX_TIMEOUT": "0",
+            },
+            "SETTLEMENT_LOCAL_TX_TIMEOUT",
+            "",
         ),
     ],
 )

@@ -231,3 +231,97 @@ async def test_expiring_channel_is_settled_after_a_restart(tmp_path: Path) -> No
             assert node.settlement is not None
             record = await asyncio.wait_for(node.settlement.wait_channel_settled(channel_id), 30)
             assert (record.status, record.claim_amount) == ("mined", 700)
+
+
+async def chain_rpc(w3: AsyncWeb3, method: str, *params: Any) -> Any:
+    return (await w3.provider.make_request(method, list(params)))["result"]  # type: ignore[arg-type]
+
+
+async def pooled_hashes(w3: AsyncWeb3) -> set[str]:
+    pending = await chain_rpc(w3, "txpool_content")
+    return {tx["hash"] for by_nonce in pending["pending"].values() for tx in by_nonce.values()}
+
+
+async def wait_for_pool(w3: AsyncWeb3, predicate: Any) -> set[str]:
+    """Poll the dev chain's mempool until ``predicate(hashes)`` holds (or fail after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        hashes = await pooled_hashes(w3)
+        if predicate(hashes):
+            return hashes
+        assert time.monotonic() < deadline, f"mempool never matched: {hashes}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_stuck_close_is_replaced_with_a_higher_fee(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        relay_addr = chain.accounts[2][0]
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + 2 * DAY)
+        w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
+        key = sender_key(chain)
+        async with evm_node(chain, tmp_path, SETTLEMENT_LOCAL_TX_TIMEOUT="1") as (node, rpc, _):
+            params = claim_params(channel_id, 4 * 10**15, 1, key=key)
+            assert (await rpc.call("payment.verifyPaymentClaim", params))["result"]["valid"]
+            await chain_rpc(w3, "evm_setAutomine", False)  # nothing is mined until evm_mine
+            before = await w3.eth.get_balance(relay_addr)
+            settled = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            first = settled["result"]["txHash"]
+            assert await pooled_hashes(w3) == {first}
+            # After TX_TIMEOUT the node replaces it: same nonce, at least 12.5% more.
+            pool = await wait_for_pool(w3, lambda hashes: hashes and first not in hashes)
+            (second,) = pool
+            assert await chain_rpc(w3, "eth_getTransactionByHash", first) is None  # replaced
+            new_tx = await w3.eth.get_transaction(second)  # type: ignore[arg-type]
+            assert new_tx["nonce"] == 0
+            assert new_tx["maxPriorityFeePerGas"] * 8 >= 9 * 10**9  # the devchain's tip x 1.125
+            assert node.store.settlements[first].status == "pending"  # still a candidate
+
+            await chain_rpc(w3, "evm_mine")
+            assert node.settlement is not None
+            record = await asyncio.wait_for(node.settlement.wait_booked(first), 30)
+            assert (record.tx_hash, record.status) == (second, "mined")
+            assert node.store.settlements[first].status == "replaced"
+            receipt = await w3.eth.get_transaction_receipt(second)  # type: ignore[arg-type]
+            gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+            assert await w3.eth.get_balance(relay_addr) - before == 4 * 10**15 - gas
+            assert node.store.balance("expenses/gas/LOCAL").balance == gas
+            node.store.ledger.check_invariant()
+        await chain_rpc(w3, "evm_setAutomine", True)
+        await w3.provider.disconnect()
+
+
+async def test_a_dropped_close_is_sent_again(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        channel_id = await open_to_relay(chain, 10**18, int(time.time()) + 2 * DAY)
+        w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
+        key = sender_key(chain)
+        env = {"SETTLEMENT_LOCAL_TX_TIMEOUT": "1"}
+        async with evm_node(chain, tmp_path, **env) as (node, rpc, _):
+            params = claim_params(channel_id, 5 * 10**15, 1, key=key)
+            assert (await rpc.call("payment.verifyPaymentClaim", params))["result"]["valid"]
+            await chain_rpc(w3, "evm_setAutomine", False)
+            settled = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            first = settled["result"]["txHash"]
+        # The node stops; meanwhile the chain forgets the transaction.
+        await chain_rpc(w3, "anvil_dropTransaction", first)
+        assert await pooled_hashes(w3) == set()
+        async with evm_node(chain, tmp_path, **env) as (node, rpc, _):
+            again = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            assert again["result"]["txHash"] == first  # still the pending close
+            (second,) = await wait_for_pool(w3, bool)
+            assert second != first
+            await chain_rpc(w3, "evm_mine")
+            assert node.settlement is not None
+            record = await asyncio.wait_for(node.settlement.wait_channel_settled(channel_id), 30)
+            assert (record.tx_hash, record.status, record.claim_amount) == (
+                second,
+                "mined",
+                5 * 10**15,
+            )
+            assert node.store.settlements[first].status == "replaced"
+            assert node.store.balance(f"assets/channel/LOCAL/{channel_id}").balance == 0
+            late = claim_params(channel_id, 6 * 10**15, 2, key=key)
+            answer = await rpc.call("payment.verifyPaymentClaim", late)
+            assert answer["result"] == {"valid": False, "reason": "channel-closed"}
+        await chain_rpc(w3, "evm_setAutomine", True)
+        await w3.provider.disconnect()

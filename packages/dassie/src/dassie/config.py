@@ -9,7 +9,9 @@ the environment): ``SETTLEMENT_<NAME>_ENABLED``, ``_RPC_URL``, ``_FACTORY_ADDRES
 ``_RELAY_PRIVATE_KEY`` and optionally ``_CHAIN_ID``, ``_SETTLE_THRESHOLD`` (the
 unsettled amount, in base units, that makes the node close a channel) and
 ``_ASSETS`` (``ETH`` for the native coin, ``SYMBOL=0xTokenAddress`` for tokens,
-comma separated; the first bare symbol names the native coin).
+comma separated; the first bare symbol names the native coin) and ``_TX_TIMEOUT``
+(seconds a settlement transaction may stay unmined before it is replaced with a
+higher fee, default 300).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _CHAIN_KEYS = (
     "CHAIN_ID",
     "SETTLE_THRESHOLD",
     "ASSETS",
+    "TX_TIMEOUT",
 )
 _CHAIN_VAR = re.compile(r"SETTLEMENT_([A-Z0-9_]+?)_(" + "|".join(_CHAIN_KEYS) + r")\Z")
 _HEX_KEY = re.compile(r"(?:0x)?[0-9a-fA-F]{64}\Z")
@@ -75,6 +78,9 @@ class ChainConfig:
     settle_threshold: int | None
     assets: dict[str, str]
     """Currency code -> token address (``ZERO_ADDRESS`` for the native coin)."""
+    tx_timeout: int = 300
+    """Seconds a settlement transaction may wait unmined before it is sent again with a
+    higher fee (or afresh, if the chain forgot it)."""
 
     def currency_of(self, token: str) -> str | None:
         """The currency code of a channel's token on this chain, or None if not priced."""
@@ -215,6 +221,7 @@ def _chain(name: str, env: Mapping[str, str]) -> ChainConfig:
             None if threshold_text is None else _int(prefix + "SETTLE_THRESHOLD", threshold_text, 1)
         ),
         assets=_assets(prefix + "ASSETS", assets_text),
+        tx_timeout=_int(prefix + "TX_TIMEOUT", get("TX_TIMEOUT") or "300", 1, 86_400),
     )
 
 

@@ -2,7 +2,9 @@
 
 No I/O here: :class:`DevChain` takes a method name and JSON params and returns
 a JSON-ready result or raises :class:`RpcError`. Every transaction is mined in
-its own block at once (automine); block timestamps follow the wall clock plus
+its own block at once (automine; ``evm_setAutomine false`` keeps signed
+transactions waiting in a :class:`~devchain.mempool.Mempool` until ``evm_mine``
+instead); block timestamps follow the wall clock plus
 the offset that ``evm_increaseTime`` accumulates.
 
 Not thread-safe: callers serialise access (the server runs it on one thread).
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from eth.abc import (
     BlockHeaderAPI,
@@ -38,6 +40,7 @@ from eth_utils.address import to_checksum_address
 from payment_channel.artifacts import load_artifact
 
 from .accounts import ACCOUNTS, CHAIN_ID, FACTORY_ADDRESS, HD_PATH, INITIAL_BALANCE_WEI, MNEMONIC
+from .mempool import Mempool, PooledTransaction, PoolError
 from .wire import (
     EXECUTION_REVERTED,
     INVALID_PARAMS,
@@ -84,6 +87,8 @@ class DevChain:
         # setup_tester_chain builds a fresh chain class per backend: give it our id.
         type(self._backend.chain).chain_id = CHAIN_ID
         self._tester = EthereumTester(self._backend, auto_mine_transactions=True)
+        self._automine = True
+        self._pool = Mempool()
         self.accounts: tuple[str, ...] = tuple(self._tester.get_accounts())
         if self.accounts != tuple(address for address, _ in ACCOUNTS):
             raise RuntimeError("genesis accounts do not match devchain.accounts.ACCOUNTS")
@@ -197,7 +202,9 @@ class DevChain:
 
     def rpc_eth_getTransactionCount(self, params: Params) -> Json:
         address = parse_address(param(params, 0))
-        return hex(self._tester.get_nonce(address, self._block_id(param(params, 1, "latest"))))
+        block = self._block_id(param(params, 1, "latest"))
+        waiting = self._pool.waiting(address) if block == "pending" else 0
+        return hex(self._tester.get_nonce(address, block) + waiting)
 
     def rpc_eth_getCode(self, params: Params) -> Json:
         address = parse_address(param(params, 0))
@@ -300,11 +307,21 @@ class DevChain:
         raw = parse_data(param(params, 0), "raw transaction")
         if not raw:
             raise RpcError(INVALID_PARAMS, "empty raw transaction")
-        self._check_raw_transaction(raw)
-        self._prepare_next_block()
-        return self._tester.send_raw_transaction("0x" + raw.hex())
+        tx, sender = self._check_raw_transaction(raw)
+        cost = tx.gas * tx.max_fee_per_gas + tx.value
+        if self._automine:
+            self._check_nonce_and_funds(sender, tx.nonce, cost)
+            self._prepare_next_block()
+            return self._tester.send_raw_transaction("0x" + raw.hex())
+        self._check_funds(sender, cost)
+        pooled = _pooled(tx, sender, raw)
+        try:
+            self._pool.add(pooled, self._tester.get_nonce(sender, "latest"))
+        except PoolError as exc:
+            raise RpcError(SERVER_ERROR, str(exc)) from None
+        return pooled.tx_hash
 
-    def _check_raw_transaction(self, raw: bytes) -> None:
+    def _check_raw_transaction(self, raw: bytes) -> tuple[SignedTransactionAPI, str]:
         """Reject what a real node's mempool would, before touching the chain."""
         try:
             tx: SignedTransactionAPI = (
@@ -319,7 +336,7 @@ class DevChain:
             sender = to_checksum_address(tx.sender)
         except Exception as exc:
             raise RpcError(SERVER_ERROR, f"invalid transaction: {exc}") from exc
-        self._check_nonce_and_funds(sender, tx.nonce, tx.gas * tx.max_fee_per_gas + tx.value)
+        return tx, sender
 
     def _check_nonce_and_funds(self, sender: str, nonce: int, cost: int) -> None:
         expected = self._tester.get_nonce(sender, "latest")
@@ -327,6 +344,9 @@ class DevChain:
             raise RpcError(SERVER_ERROR, f"nonce too low: next nonce {expected}, tx nonce {nonce}")
         if nonce > expected:
             raise RpcError(SERVER_ERROR, f"nonce too high: next nonce {expected}, tx nonce {nonce}")
+        self._check_funds(sender, cost)
+
+    def _check_funds(self, sender: str, cost: int) -> None:
         balance = self._tester.get_balance(sender, "latest")
         if cost > balance:
             raise RpcError(
@@ -337,6 +357,12 @@ class DevChain:
     def rpc_eth_sendTransaction(self, params: Params) -> Json:
         tx = parse_transaction(param(params, 0))
         sender = tx.get("from")
+        if not self._automine:
+            raise RpcError(
+                SERVER_ERROR,
+                "eth_sendTransaction needs automine: sign the transaction and use "
+                "eth_sendRawTransaction while automine is off",
+            )
         if sender not in self.accounts:
             raise RpcError(SERVER_ERROR, f"unknown account {sender}: not unlocked on this node")
         if "gas" not in tx:
@@ -369,6 +395,9 @@ class DevChain:
 
     def rpc_eth_getTransactionByHash(self, params: Params) -> Json:
         tx_hash = parse_hash(param(params, 0), "transaction hash")
+        pooled = self._pool.get(tx_hash)
+        if pooled is not None:
+            return cast(Json, dict(pooled.wire))
         try:
             return wire_transaction(self._tester.get_transaction_by_hash(tx_hash))
         except TransactionNotFound:
@@ -503,9 +532,51 @@ class DevChain:
             option = option.get("timestamp")
         if option is not None:
             self.rpc_evm_setNextBlockTimestamp([option])
+        if self._pool:
+            self._mine_pool()
+            return "0x0"
         self._prepare_next_block()
         self._tester.mine_blocks(1)
         return "0x0"
+
+    def _mine_pool(self) -> None:
+        """Mine every waiting transaction, each in a block of its own as automine would.
+
+        One that can no longer be mined (its sender's funds went meanwhile) is
+        dropped, as a real node drops it.
+        """
+        for pooled in self._pool.take_all():
+            self._prepare_next_block()
+            try:
+                self._tester.send_raw_transaction("0x" + pooled.raw.hex())
+            except Exception:
+                continue
+
+    def rpc_evm_setAutomine(self, params: Params) -> Json:
+        """Automine on (each transaction mined at once) or off (they wait for evm_mine).
+
+        Turning it back on mines what is waiting.
+        """
+        enabled = param(params, 0)
+        if not isinstance(enabled, bool):
+            raise RpcError(INVALID_PARAMS, f"automine must be true or false, not {enabled!r}")
+        self._automine = enabled
+        if enabled:
+            self._mine_pool()
+        return None
+
+    def rpc_anvil_dropTransaction(self, params: Params) -> Json:
+        """Forget a waiting transaction (and its sender's later ones), as a mempool may."""
+        tx_hash = parse_hash(param(params, 0), "transaction hash")
+        self._pool.drop(tx_hash)
+        return None
+
+    def rpc_txpool_content(self, params: Params) -> Json:
+        """What waits to be mined, as geth shows it (``queued`` is always empty here)."""
+        pending: dict[str, dict[str, Json]] = {}
+        for pooled in self._pool.snapshot():
+            pending.setdefault(pooled.sender, {})[str(pooled.nonce)] = cast(Json, dict(pooled.wire))
+        return {"pending": cast(Json, pending), "queued": {}}
 
     def rpc_evm_snapshot(self, params: Params) -> Json:
         snapshot = int(self._tester.take_snapshot())
@@ -578,3 +649,40 @@ def _execution_error(computation: ComputationAPI) -> RpcError:
                 pass
         return RpcError(EXECUTION_REVERTED, message, "0x" + data.hex())
     return RpcError(SERVER_ERROR, f"execution failed: {type(error).__name__} {error}".strip())
+
+
+def _pooled(tx: SignedTransactionAPI, sender: str, raw: bytes) -> PooledTransaction:
+    """A decoded, checked transaction as the pool keeps it."""
+    tx_hash = "0x" + bytes(tx.hash).hex()
+    type_id = getattr(tx, "type_id", None) or 0
+    wire: dict[str, object] = {
+        "hash": tx_hash,
+        "nonce": hex(tx.nonce),
+        "from": sender,
+        "to": to_checksum_address(tx.to) if tx.to else None,
+        "value": hex(tx.value),
+        "gas": hex(tx.gas),
+        "gasPrice": hex(tx.max_fee_per_gas),
+        "input": "0x" + bytes(tx.data).hex(),
+        "blockHash": None,
+        "blockNumber": None,
+        "transactionIndex": None,
+        "type": hex(type_id),
+        "chainId": hex(CHAIN_ID),
+        "v": hex(tx.y_parity if type_id else cast(Any, tx).v),
+        "r": hex(tx.r),
+        "s": hex(tx.s),
+    }
+    if type_id == 2:
+        wire["maxFeePerGas"] = hex(tx.max_fee_per_gas)
+        wire["maxPriorityFeePerGas"] = hex(tx.max_priority_fee_per_gas)
+        wire["accessList"] = []
+    return PooledTransaction(
+        tx_hash=tx_hash,
+        raw=raw,
+        sender=sender,
+        nonce=tx.nonce,
+        max_fee_per_gas=tx.max_fee_per_gas,
+        max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
+        wire=wire,
+    )

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 from eth_typing import ChecksumAddress
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import TransactionNotFound
+from web3.types import Nonce, TxParams
 
 from ..claims.channels import ChainUnavailable, ChannelState
 from ..config import ZERO_ADDRESS, ChainConfig
+from .fees import FEE_FIELDS, replacement_fees
 
 # The subset of the channel factory's ABI the node uses (contract: Payment-channel contract).
 FACTORY_ABI: list[dict[str, Any]] = [
@@ -86,6 +90,8 @@ class EvmChain:
         self.last_error: str | None = None
         self.last_ok_at: float | None = None
         self._send_lock = asyncio.Lock()
+        self._sent: dict[str, tuple[int, dict[str, int]]] = {}
+        """Transactions sent since start: hash -> (nonce, fee fields), for replacements."""
 
     @property
     def name(self) -> str:
@@ -182,20 +188,76 @@ class EvmChain:
         async with self._send_lock:
             try:
                 tx_nonce = await self.w3.eth.get_transaction_count(self.relay_address, "pending")
-                tx = await self.factory.functions.closeChannel(
-                    bytes.fromhex(channel_id[2:]),
-                    claim_amount,
-                    nonce,
-                    bytes.fromhex(signature[2:]),
-                ).build_transaction(
-                    {"from": self.relay_address, "nonce": tx_nonce, "chainId": self.config.chain_id}
-                )
-                signed = Account.sign_transaction(tx, self.config.relay_private_key)
-                tx_hash = await self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                return await self._send_close(channel_id, claim_amount, nonce, signature, tx_nonce)
+            except ChainUnavailable:
+                raise
             except Exception as exc:
                 raise self._failed(exc) from exc
+
+    async def resend_close(
+        self, previous_hash: str, channel_id: str, claim_amount: int, nonce: int, signature: str
+    ) -> str | None:
+        """Send the close again because ``previous_hash`` is not mined after the timeout.
+
+        While the chain still holds the previous transaction, the new one takes its
+        nonce with fees raised by 12.5% (a replacement: only one of them can be
+        mined). If the chain forgot it (dropped from the mempool), the new one takes
+        the nonce it had when that slot is still free, or the next free one. Returns
+        None when the previous transaction turns out to be mined after all.
+        """
+        async with self._send_lock:
+            try:
+                try:
+                    previous = await self.w3.eth.get_transaction(previous_hash)  # type: ignore[arg-type]
+                except TransactionNotFound:
+                    previous = None
+                if previous is not None and previous.get("blockNumber") is not None:
+                    return None
+                mined_count = await self.w3.eth.get_transaction_count(self.relay_address, "latest")
+                sent = self._sent.get(previous_hash)
+                if previous is not None:
+                    tx_nonce = int(previous["nonce"])
+                    fees = _fee_fields(previous)
+                elif sent is not None and sent[0] >= mined_count:
+                    tx_nonce, fees = sent
+                else:
+                    tx_nonce = await self.w3.eth.get_transaction_count(
+                        self.relay_address, "pending"
+                    )
+                    fees = sent[1] if sent is not None else {}
+                return await self._send_close(
+                    channel_id, claim_amount, nonce, signature, tx_nonce, fees
+                )
+            except ChainUnavailable:
+                raise
+            except Exception as exc:
+                raise self._failed(exc) from exc
+
+    async def _send_close(
+        self,
+        channel_id: str,
+        claim_amount: int,
+        nonce: int,
+        signature: str,
+        tx_nonce: int,
+        previous_fees: dict[str, int] | None = None,
+    ) -> str:
+        params: TxParams = {
+            "from": self.relay_address,
+            "nonce": Nonce(tx_nonce),
+            "chainId": self.config.chain_id,
+        }
+        built = await self.factory.functions.closeChannel(
+            bytes.fromhex(channel_id[2:]), claim_amount, nonce, bytes.fromhex(signature[2:])
+        ).build_transaction(params)
+        tx: dict[str, Any] = dict(built)
+        if previous_fees is not None:
+            tx.update(replacement_fees(previous_fees, _fee_fields(tx)))
+        signed = Account.sign_transaction(tx, self.config.relay_private_key)
+        tx_hash = "0x" + bytes(await self.w3.eth.send_raw_transaction(signed.raw_transaction)).hex()
+        self._sent[tx_hash] = (tx_nonce, _fee_fields(tx))
         self._ok()
-        return "0x" + bytes(tx_hash).hex()
+        return tx_hash
 
     async def receipt(self, tx_hash: str) -> Receipt | None:
         """The mined receipt, or None while pending (raises ChainUnavailable)."""
@@ -214,6 +276,10 @@ class EvmChain:
             gas_cost=int(raw["gasUsed"]) * int(price),
             block_number=int(raw["blockNumber"]),
         )
+
+
+def _fee_fields(tx: Mapping[str, Any]) -> dict[str, int]:
+    return {name: int(tx[name]) for name in FEE_FIELDS if tx.get(name) is not None}
 
 
 __all__ = ["ZERO_ADDRESS", "EvmChain", "Receipt"]

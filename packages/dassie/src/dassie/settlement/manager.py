@@ -7,6 +7,14 @@ transaction is mined with status 1 the node books, in one commit:
 ``assets/onchain/<CHAIN>`` <- the channel's receivable (what it was paid) and
 ``expenses/gas/<CHAIN>`` <- ``assets/onchain/<CHAIN>`` (the gas the relay paid).
 
+A close that stays unmined for the chain's ``TX_TIMEOUT`` is sent again: with the
+same nonce and a 12.5% higher fee while the chain still holds it, afresh if the
+chain dropped it. Every transaction sent for one close is a candidate, recorded
+``pending``; the first one mined is booked and the others become ``replaced``
+(at most one can be mined: they share a nonce, or the contract refuses a second
+close). Without this, a close stuck behind a low fee would leave the channel
+refusing claims until it expired and the sender took the deposit back.
+
 The background loop probes each chain (backing off while unreachable), follows
 ``ChannelOpened`` logs, watches expirations and resumes settlements pending at a
 restart. Chain failures are recorded for ``/health`` and retried; they never stop
@@ -99,9 +107,13 @@ class SettlementManager:
         existing = self._settling.get(channel_id)
         if existing is not None:
             return await asyncio.shield(existing)
-        for record in self.store.settlements.values():
-            if record.channel_id == channel_id and record.status == "pending":
-                return record.tx_hash
+        pending = [
+            r.tx_hash
+            for r in self.store.settlements.values()
+            if r.channel_id == channel_id and r.status == "pending"
+        ]
+        if pending:
+            return pending[-1]
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._settling[channel_id] = future
         try:
@@ -141,26 +153,68 @@ class SettlementManager:
             tx_hash, channel_id, chain.name, best.claim_amount, best.nonce, "pending"
         )
         await self.store.commit(Changes(), settlements=[record])
-        self._spawn(self._follow(record))
+        self._spawn(self._follow([record]))
         return tx_hash
 
-    async def _follow(self, record: SettlementRecord) -> None:
-        chain = self.chains[record.chain]
+    async def _follow(self, candidates: list[SettlementRecord]) -> None:
+        """Poll until one of a close's transactions is mined and booked; resend if stuck."""
+        chain = self.chains[candidates[0].chain]
         delay = self.receipt_interval
+        waiting_since = time.monotonic()
         while True:
             try:
-                receipt = await chain.receipt(record.tx_hash)
-            except ChainUnavailable:
-                receipt = None
+                mined = await self._first_mined(chain, candidates)
+                if mined is None and time.monotonic() - waiting_since >= chain.config.tx_timeout:
+                    resent = await self._resend(chain, candidates[-1])
+                    if resent is not None:
+                        candidates.append(resent)
+                    waiting_since = time.monotonic()
+            except ChainUnavailable as exc:
                 delay = min(delay * 2, MAX_BACKOFF)
+                log.debug("settlement of %s: %s", candidates[0].channel_id, exc)
             else:
                 delay = self.receipt_interval
-            if receipt is not None:
-                await self._book(record, receipt)
-                return
+                if mined is not None:
+                    record, receipt = mined
+                    await self._book(record, receipt, [c for c in candidates if c is not record])
+                    return
             await asyncio.sleep(delay)
 
-    async def _book(self, record: SettlementRecord, receipt: Receipt) -> None:
+    @staticmethod
+    async def _first_mined(
+        chain: EvmChain, candidates: list[SettlementRecord]
+    ) -> tuple[SettlementRecord, Receipt] | None:
+        for record in candidates:
+            receipt = await chain.receipt(record.tx_hash)
+            if receipt is not None:
+                return record, receipt
+        return None
+
+    async def _resend(self, chain: EvmChain, last: SettlementRecord) -> SettlementRecord | None:
+        best = self.store.best_claims.get(last.channel_id)
+        if best is None or best.nonce != last.nonce:  # cannot happen: claims stop at the close
+            log.error("settlement %s: its claim is no longer the best one", last.tx_hash)
+            return None
+        tx_hash = await chain.resend_close(
+            last.tx_hash, last.channel_id, best.claim_amount, best.nonce, best.signature
+        )
+        if tx_hash is None:  # mined after all: the next poll books it
+            return None
+        log.warning(
+            "settlement %s of %s not mined after %ss: sent again as %s",
+            last.tx_hash, last.channel_id, chain.config.tx_timeout, tx_hash,
+        )  # fmt: skip
+        record = replace(last, tx_hash=tx_hash, status="pending", gas_cost=None)
+        await self.store.commit(Changes(), settlements=[record])
+        return record
+
+    async def _book(
+        self,
+        record: SettlementRecord,
+        receipt: Receipt,
+        others: list[SettlementRecord] | None = None,
+    ) -> None:
+        """Book the mined ``record``; the other candidates of its close become ``replaced``."""
         ledger = self.store.ledger
         changes = Changes()
         if receipt.status == 1:
@@ -183,9 +237,11 @@ class SettlementManager:
                 changes.merge(ledger.ensure_account(onchain))
                 changes.merge(ledger.ensure_account(gas))
                 changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
-        await self.store.commit(changes, settlements=[done])
+        others = others or []
+        replaced = [replace(other, status="replaced") for other in others]
+        await self.store.commit(changes, settlements=[done, *replaced])
         for waiter in (
-            self._booked_future(record.tx_hash),
+            *(self._booked_future(r.tx_hash) for r in (record, *others)),
             self._channel_booked.setdefault(
                 record.channel_id, asyncio.get_running_loop().create_future()
             ),
@@ -204,6 +260,8 @@ class SettlementManager:
     async def wait_booked(self, tx_hash: str) -> SettlementRecord:
         """Wait until the settlement ``tx_hash`` is mined and booked (or failed)."""
         record = self.store.settlements.get(tx_hash)
+        if record is not None and record.status == "replaced":
+            return await self.wait_channel_settled(record.channel_id)
         if record is not None and record.status != "pending":
             return record
         return await asyncio.shield(self._booked_future(tx_hash))
@@ -211,7 +269,7 @@ class SettlementManager:
     async def wait_channel_settled(self, channel_id: str) -> SettlementRecord:
         """Wait until a settlement of ``channel_id`` (whatever started it) is booked."""
         for record in self.store.settlements.values():
-            if record.channel_id == channel_id and record.status != "pending":
+            if record.channel_id == channel_id and record.status in ("mined", "failed"):
                 return record
         future = self._channel_booked.setdefault(
             channel_id, asyncio.get_running_loop().create_future()
@@ -222,10 +280,13 @@ class SettlementManager:
 
     async def run(self) -> None:
         """Resume pending settlements, then watch chains until cancelled."""
-        for record in list(self.store.settlements.values()):
+        closes: dict[str, list[SettlementRecord]] = {}
+        for record in self.store.settlements.values():
             if record.status == "pending" and record.chain in self.chains:
-                self.claims.mark_closed(record.channel_id)
-                self._spawn(self._follow(record))
+                closes.setdefault(record.channel_id, []).append(record)
+        for channel_id, candidates in closes.items():
+            self.claims.mark_closed(channel_id)
+            self._spawn(self._follow(candidates))
         while True:
             for chain in self.chains.values():
                 await self._tick(chain)
