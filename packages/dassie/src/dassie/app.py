@@ -1,4 +1,5 @@
-"""The aiohttp application: ``/trpc`` and ``/rpc`` (JSON-RPC over WebSocket), ``/health``.
+"""The aiohttp application: ``/trpc`` and ``/rpc`` (JSON-RPC over WebSocket), ``/health``,
+``/metrics`` (Prometheus).
 
 Extension seam (one module, :mod:`dassie.ilp`, if it exists):
 
@@ -18,6 +19,7 @@ from types import ModuleType
 
 from aiohttp import web
 
+from .metrics import NodeMetrics
 from .node import Node
 from .rpc.methods import methods
 from .rpc.server import rpc_handler
@@ -41,8 +43,11 @@ def build_app(node: Node) -> web.Application:
     app = web.Application()
     app[NODE_KEY] = node
 
+    metrics = NodeMetrics()
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await node.start()
+        node.claims.on_accepted.append(metrics.on_accepted)
         yield
         await node.stop()
 
@@ -62,6 +67,11 @@ def build_app(node: Node) -> web.Application:
         return web.json_response(body, status=code)
 
     app.router.add_get("/health", health)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(node), content_type="text/plain", charset="utf-8")
+
+    app.router.add_get("/metrics", prometheus)
     setup = getattr(extension, "setup", None)
     if callable(setup):
         setup(app, node)
