@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,6 +22,7 @@ from dassie.app import build_app
 from dassie.config import ConfigError
 from dassie.ilp import service_of
 from dassie.ilp.accounts import NODE, peer_account, prepaid_account
+from dassie.ilp.btp import FrameWriter
 from dassie.ilp.config import load_ilp_config
 from dassie.ledger import LedgerStore
 from dassie.node import Node
@@ -384,3 +387,126 @@ async def test_holds_left_by_a_crash_are_voided_at_start(
     with sqlite3.connect(tmp_path / "node1.db") as db:
         (state,) = db.execute("SELECT state FROM transfers WHERE id = ?", (stale,)).fetchone()
     assert state == "voided"
+
+
+async def test_burst_through_one_node_matches_answers_and_books_each_packet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many Prepares in flight at once, answered out of order: each gets its own answer,
+    and only the valid Fulfills are posted (the rest voided) in the durable ledger."""
+    alice_token, bob_token = "alice-token-0123456789ab", "bob-token-0123456789abcd"
+    peers = [
+        {"name": "alice", "token": alice_token, "routes": ["test.alice"]},
+        {"name": "bob", "token": bob_token, "routes": ["test.bob"]},
+    ]
+    good = bytes(range(32))
+    condition = hashlib.sha256(good).digest()
+    count = 60
+
+    def bob_answer(amount: int) -> bytes:
+        """Fulfill amounts divisible by 3 correctly, by 3 + 1 wrongly; reject the rest."""
+        if amount % 3 == 0:
+            return encode_packet(Fulfill(good, b"ok"))
+        if amount % 3 == 1:
+            return encode_packet(Fulfill(bytes(32)))
+        return encode_packet(Reject("F99", "test.bob", "no thanks"))
+
+    async with node(tmp_path, "hub", peers, monkeypatch) as hub, aiohttp.ClientSession() as http:
+        ws_url = hub.url.replace("http", "ws") + "/btp"
+        bob = await http.ws_connect(ws_url)
+        await bob.send_bytes(btp.encode_btp(btp.auth_message(1, bob_token)))
+        assert isinstance(btp.decode_btp((await bob.receive()).data), btp.BtpResponse)
+        await service_of(hub.node).link_up["bob"].wait()
+        alice = await http.ws_connect(ws_url)
+        await alice.send_bytes(btp.encode_btp(btp.auth_message(1, alice_token)))
+        assert isinstance(btp.decode_btp((await alice.receive()).data), btp.BtpResponse)
+
+        expires = datetime.now(UTC) + timedelta(seconds=20)
+        for amount in range(1, count + 1):
+            prepare = Prepare(amount, expires, condition, "test.bob.shop", b"hi")
+            await alice.send_bytes(btp.encode_ilp_message(1000 + amount, encode_packet(prepare)))
+
+        seen: list[btp.BtpMessage] = []
+        while len(seen) < count:  # bob reads them all before answering any
+            packet = btp.decode_btp((await bob.receive()).data)
+            assert isinstance(packet, btp.BtpMessage)
+            seen.append(packet)
+        for packet in reversed(seen):
+            forwarded = decode_packet(packet.protocol_data[0].data)
+            assert isinstance(forwarded, Prepare)
+            assert forwarded.destination == "test.bob.shop" and forwarded.data == b"hi"
+            assert forwarded.expires_at < expires  # shortened by the node
+            await bob.send_bytes(
+                btp.encode_ilp_response(packet.request_id, bob_answer(forwarded.amount))
+            )
+
+        answers: dict[int, Fulfill | Reject] = {}
+        while len(answers) < count:
+            reply = btp.decode_btp((await alice.receive()).data)
+            assert isinstance(reply, btp.BtpResponse)
+            answer = decode_packet(reply.protocol_data[0].data)
+            assert not isinstance(answer, Prepare)
+            answers[reply.request_id - 1000] = answer
+        for amount, answer in answers.items():
+            if amount % 3 == 0:
+                assert answer == Fulfill(good, b"ok")
+            elif amount % 3 == 1:
+                assert isinstance(answer, Reject) and answer.code == "F05"
+            else:
+                assert answer == Reject("F99", "test.bob", "no thanks")
+        paid = sum(a for a in range(1, count + 1) if a % 3 == 0)
+        assert balances(hub.node) == {peer_account("alice"): paid, peer_account("bob"): -paid}
+        assert_consistent(hub.node)
+        await alice.close()
+        await bob.close()
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        rows = list(db.execute("SELECT amount, state FROM transfers"))
+    assert sorted((int(a), s) for a, s in rows) == [
+        (a, "posted" if a % 3 == 0 else "voided") for a in range(1, count + 1)
+    ]
+
+
+async def test_a_peer_that_stops_reading_loses_its_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames for a peer that never reads pile up only to a bound; then the link drops and
+    every Prepare waiting on it is rejected (T01) with its hold voided."""
+    monkeypatch.setattr(FrameWriter, "max_buffered", 256 * 1024)
+    alice_token, bob_token = "alice-token-0123456789ab", "bob-token-0123456789abcd"
+    peers = [
+        {"name": "alice", "token": alice_token, "routes": ["test.alice"]},
+        {"name": "bob", "token": bob_token, "routes": ["test.bob"]},
+    ]
+    count = 400
+    async with node(tmp_path, "hub", peers, monkeypatch) as hub, aiohttp.ClientSession() as http:
+        ws_url = hub.url.replace("http", "ws") + "/btp"
+        deaf_bob = await http.ws_connect(ws_url)
+        await deaf_bob.send_bytes(btp.encode_btp(btp.auth_message(1, bob_token)))
+        assert isinstance(btp.decode_btp((await deaf_bob.receive()).data), btp.BtpResponse)
+        service = service_of(hub.node)
+        await service.link_up["bob"].wait()
+        alice = await http.ws_connect(ws_url)
+        await alice.send_bytes(btp.encode_btp(btp.auth_message(1, alice_token)))
+        assert isinstance(btp.decode_btp((await alice.receive()).data), btp.BtpResponse)
+
+        async def send_all() -> None:
+            expires = datetime.now(UTC) + timedelta(seconds=20)
+            for n in range(count):
+                prepare = Prepare(1, expires, bytes(32), "test.bob.x", bytes(30_000))
+                await alice.send_bytes(btp.encode_ilp_message(10 + n, encode_packet(prepare)))
+
+        sending = asyncio.create_task(send_all())
+        codes = set()
+        for _ in range(count):
+            reply = btp.decode_btp((await alice.receive()).data)
+            assert isinstance(reply, btp.BtpResponse)
+            answer = decode_packet(reply.protocol_data[0].data)
+            assert isinstance(answer, Reject)
+            codes.add(answer.code)
+        await sending
+        assert codes == {"T01"}  # the link closed under them, or was already gone
+        assert not service.link_up["bob"].is_set()
+        assert_consistent(hub.node)
+        assert all(v == 0 for v in balances(hub.node).values())
+        await alice.close()
+        await deaf_bob.close()

@@ -6,7 +6,10 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from interledger.address import has_prefix
 from interledger.connector import (
     LOCAL,
     Connector,
@@ -130,3 +133,18 @@ async def test_memory_ledger_limits_and_phases() -> None:
     assert sum(ledger.balances.values()) == 0 and not ledger.pending
     with pytest.raises(LimitError):
         await ledger.hold("peer/alice", "peer/bob", 51)
+
+
+@given(
+    routes=st.lists(st.from_regex(r"\A(g|test)(\.[ab]{1,2}){0,3}\.?\Z"), max_size=8),
+    destination=st.from_regex(r"\A(g|test)(\.[ab]{1,2}){1,4}\Z"),
+)
+def test_route_lookup_is_the_longest_whole_segment_prefix(
+    routes: list[str], destination: str
+) -> None:
+    table = RoutingTable()
+    for index, prefix in enumerate(routes):
+        table.add(prefix, f"hop{index}")
+    matching = [p for p in table._routes if has_prefix(destination, p)]
+    expected = table._routes[max(matching, key=len)] if matching else None
+    assert table.lookup(destination) == expected

@@ -9,10 +9,9 @@ from interledger.errors import DecodeError
 SCHEMES = ("g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local")
 MAX_LENGTH = 1023
 
-_ADDRESS = re.compile(
-    r"(?:g|private|example|peer|self|test[1-3]?|local)(?:\.[a-zA-Z0-9_~-]+)+",
-    re.ASCII,
-)
+ADDRESS_PATTERN = r"(?:g|private|example|peer|self|test[1-3]?|local)(?:\.[a-zA-Z0-9_~-]+)+"
+"""What a valid address matches in full (its length is checked apart: at most MAX_LENGTH)."""
+_ADDRESS = re.compile(ADDRESS_PATTERN, re.ASCII)
 _SEGMENT = re.compile(r"[a-zA-Z0-9_~-]+", re.ASCII)
 
 

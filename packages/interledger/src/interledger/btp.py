@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 from interledger.errors import DecodeError, EncodeError
@@ -11,6 +12,7 @@ from interledger.oer import (
     encode_length,
     encode_uint,
     encode_var_octets,
+    read_length_at,
 )
 from interledger.packet import parse_generalized_time
 
@@ -132,6 +134,66 @@ def encode_btp(packet: BtpPacket) -> bytes:
 
 def decode_btp(raw: bytes) -> BtpPacket:
     """Decode a BTP packet; raises :class:`DecodeError` on malformed bytes."""
+    buf = raw if type(raw) is bytes else bytes(raw)
+    packet = _decode_common(buf)
+    if packet is not None:
+        return packet
+    return _decode_general(buf)
+
+
+_NAMES: dict[bytes, str] = {}
+"""Protocol names already checked (printable ASCII): a handful in practice, capped."""
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+
+
+def _name(raw: bytes) -> str | None:
+    name = _NAMES.get(raw)
+    if name is None and _PRINTABLE.fullmatch(raw) is not None:
+        name = raw.decode("ascii")
+        if len(_NAMES) < 64:
+            _NAMES[raw] = name
+    return name
+
+
+def _decode_common(buf: bytes) -> BtpPacket | None:
+    """The fast path for well-formed Messages and Responses; None sends the packet down
+    the general path (other shapes, and every error with its message)."""
+    size = len(buf)
+    kind = buf[0] if size >= 8 else 0
+    if kind != BtpType.MESSAGE and kind != BtpType.RESPONSE:
+        return None
+    length, pos = read_length_at(buf, 5)
+    if length < 2 or pos + length != size or buf[pos] != 1:  # a one-byte count
+        return None
+    count = buf[pos + 1]
+    pos += 2
+    entries = []
+    for _ in range(count):
+        if pos >= size:
+            return None
+        name_len = buf[pos]
+        end = pos + 1 + name_len
+        if name_len >= 0x80 or end + 1 >= size:
+            return None
+        name = _name(buf[pos + 1 : end])
+        if name is None:
+            return None
+        content_type = buf[end]
+        data_len, pos = read_length_at(buf, end + 1)
+        end = pos + data_len
+        if data_len < 0 or end > size:
+            return None
+        entries.append(ProtocolData(name, content_type, buf[pos:end]))
+        pos = end
+    if pos != size:
+        return None
+    request_id = int.from_bytes(buf[1:5], "big")
+    if kind == BtpType.MESSAGE:
+        return BtpMessage(request_id, tuple(entries))
+    return BtpResponse(request_id, tuple(entries))
+
+
+def _decode_general(raw: bytes) -> BtpPacket:
     outer = Reader(raw)
     kind = outer.read_uint8()
     request_id = outer.read_uint(4)
@@ -156,6 +218,48 @@ def decode_btp(raw: bytes) -> BtpPacket:
         raise DecodeError(f"unknown BTP packet type {kind}")
     r.expect_end()
     return packet
+
+
+# -- one ILP packet per BTP packet (what links carry) ----------------------------
+
+_ILP_ENTRY = b"\x01\x01\x03ilp\x00"
+"""Protocol data of one entry ``ilp`` (octet stream), up to its data's length prefix."""
+
+
+def _ilp_packet(kind: int, request_id: int, ilp: bytes) -> bytes:
+    if not 0 <= request_id <= UINT32_MAX:
+        raise EncodeError("request id out of uint32 range")
+    body = _ILP_ENTRY + encode_length(len(ilp)) + ilp
+    return bytes((kind,)) + request_id.to_bytes(4, "big") + encode_length(len(body)) + body
+
+
+def read_ilp(raw: bytes) -> tuple[int, int, bytes] | None:
+    """``(BtpType value, request id, ILP packet)`` of a Message or Response whose protocol data
+    is exactly one ``ilp`` entry (what links carry), else None: decode it with
+    :func:`decode_btp` then. Cheaper than :func:`decode_btp` (no objects built)."""
+    size = len(raw)
+    if size < 14:
+        return None
+    kind = raw[0]
+    if kind != BtpType.MESSAGE and kind != BtpType.RESPONSE:
+        return None
+    length, pos = read_length_at(raw, 5)
+    if pos + length != size or raw[pos : pos + 6] != b"\x01\x01\x03ilp" or pos + 7 >= size:
+        return None
+    data_len, start = read_length_at(raw, pos + 7)
+    if data_len < 0 or start + data_len != size:
+        return None
+    return kind, int.from_bytes(raw[1:5], "big"), raw[start:]
+
+
+def encode_ilp_message(request_id: int, ilp: bytes) -> bytes:
+    """``encode_btp(BtpMessage(request_id, (ProtocolData("ilp", 0, ilp),)))``, faster."""
+    return _ilp_packet(BtpType.MESSAGE, request_id, ilp)
+
+
+def encode_ilp_response(request_id: int, ilp: bytes) -> bytes:
+    """``encode_btp(BtpResponse(request_id, (ProtocolData("ilp", 0, ilp),)))``, faster."""
+    return _ilp_packet(BtpType.RESPONSE, request_id, ilp)
 
 
 def find_protocol(entries: tuple[ProtocolData, ...], name: str) -> ProtocolData | None:

@@ -45,6 +45,23 @@ def encode_var_uint(value: int) -> bytes:
     return encode_var_octets(body)
 
 
+def read_length_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """A fast path: the canonical length determinant at ``buf[pos]`` (``pos`` in range)
+    when it takes at most two length bytes, as ``(length, position after it)``.
+
+    Returns ``(-1, pos)`` for anything else; callers then use :class:`Reader`, which
+    also explains what is wrong.
+    """
+    first = buf[pos]
+    if first < 0x80:
+        return first, pos + 1
+    if first == 0x81 and pos + 1 < len(buf) and buf[pos + 1] >= 0x80:
+        return buf[pos + 1], pos + 2
+    if first == 0x82 and pos + 2 < len(buf) and buf[pos + 1] != 0:
+        return (buf[pos + 1] << 8) | buf[pos + 2], pos + 3
+    return -1, pos
+
+
 class Reader:
     """A cursor over a byte buffer that decodes OER fields."""
 

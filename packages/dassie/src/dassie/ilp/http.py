@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from aiohttp import web
 
@@ -15,7 +17,7 @@ from interledger.packet import (
     encode_packet,
 )
 
-from .btp import LinkClosed, PrepareHandler, match_token
+from .btp import LinkClosed, PrepareHandler, Waiter, match_token
 
 CONTENT_TYPE = "application/octet-stream"
 
@@ -49,19 +51,44 @@ class HttpLink:
         self.url = url
         self.token = token
         self.session = session
+        self._requests: dict[int, asyncio.Task[None]] = {}
+        self._next_id = 1
 
-    async def send(self, prepare: Prepare) -> Fulfill | Reject:
+    def send_prepare(self, raw: bytes, waiter: Waiter) -> int:
+        """POST an encoded Prepare; its answer goes to ``waiter``. Returns a request id."""
+        request_id = self._next_id
+        self._next_id += 1
+        task = asyncio.ensure_future(self._post(raw, waiter))
+        self._requests[request_id] = task
+        task.add_done_callback(lambda _: self._requests.pop(request_id, None))
+        return request_id
+
+    def forget(self, request_id: int) -> None:
+        """Give up on a request (the Prepare expired): the HTTP request is cancelled."""
+        task = self._requests.pop(request_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _post(self, raw: bytes, waiter: Waiter) -> None:
+        try:
+            response, body = await self._exchange(raw)
+        except LinkClosed as exc:
+            waiter.on_failure(str(exc))
+        except Exception as exc:  # e.g. a client timeout: the peer did not answer
+            waiter.on_failure(f"{self.peer} unreachable: {exc!r}")
+        else:
+            waiter.on_response(response, body)
+
+    async def _exchange(self, raw: bytes) -> tuple[Fulfill | Reject, bytes]:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": CONTENT_TYPE}
         try:
-            async with self.session.post(
-                self.url, data=encode_packet(prepare), headers=headers
-            ) as resp:
+            async with self.session.post(self.url, data=raw, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise LinkClosed(f"{self.peer} answered HTTP {resp.status}")
         except aiohttp.ClientError as exc:
             raise LinkClosed(f"{self.peer} unreachable: {exc}") from None
         try:
-            return decode_response(body)
+            return decode_response(body), body
         except DecodeError as exc:
             raise LinkClosed(f"{self.peer} sent a malformed ILP answer: {exc}") from None

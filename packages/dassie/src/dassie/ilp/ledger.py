@@ -27,25 +27,38 @@ class StoreLedger(LedgerPort):
         if path not in self.store.ledger.accounts:  # the hot path skips the coroutine
             await self.store.ensure_account(path)
 
+    async def ensure_accounts(self, *paths: str) -> None:
+        for path in paths:
+            await self._ensure(path)
+
     async def hold(self, debit: str, credit: str, amount: int) -> int:
-        await self._ensure(debit)
-        await self._ensure(credit)
+        await self.ensure_accounts(debit, credit)
+        return self.hold_now(debit, credit, amount)
+
+    def hold_now(self, debit: str, credit: str, amount: int) -> int:
+        """:meth:`hold` for accounts that exist, without a coroutine (the packet path)."""
         self.store.check_available()
         try:
             transfer_id, changes = self.store.ledger.create_pending(debit, credit, amount)
         except LimitExceeded as exc:
             raise LimitError(str(exc)) from None
-        # Not awaited: a hold only has to be durable once it is posted (``commit`` awaits
-        # that write, which follows this one). Holds a crash leaves pending are voided at
-        # the next start, like the packets they were for.
+        # Not awaited: a hold only has to be durable once it is posted (the post is
+        # awaited and is written with or after this one). Holds a crash leaves pending
+        # are voided at the next start, like the packets they were for.
         self.store.commit(changes).add_done_callback(_retrieve)
         return transfer_id
 
+    def finish_now(self, transfer_id: int, *, post: bool) -> asyncio.Future[None]:
+        """Post or void a hold in memory now; the future is done once that is durable."""
+        self.store.check_available()
+        ledger = self.store.ledger
+        return self.store.commit(ledger.post(transfer_id) if post else ledger.void(transfer_id))
+
     async def commit(self, transfer_id: int) -> None:
-        await self.store.post(transfer_id)
+        await self.finish_now(transfer_id, post=True)
 
     async def release(self, transfer_id: int) -> None:
-        await self.store.void(transfer_id)
+        await self.finish_now(transfer_id, post=False)
 
     async def transfer(self, debit: str, credit: str, amount: int) -> int:
         """A transfer posted at once (local delivery)."""

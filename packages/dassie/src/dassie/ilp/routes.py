@@ -22,7 +22,7 @@ def add_routes(app: web.Application, get_service: ServiceGetter) -> None:
         service = get_service()
         peer, ws = await accept(request, service.tokens)
         if peer is not None:
-            await service.run_link(BtpLink(peer, ws, service.handle_prepare))
+            await service.run_link(BtpLink(peer, ws, service.submit))
         return ws
 
     async def ilp_handler(request: web.Request) -> web.StreamResponse:

@@ -1,12 +1,20 @@
-"""The node's Interledger service: the connector core bound to links, ledger and STREAM."""
+"""The node's Interledger service: the connector core bound to links, ledger and STREAM.
+
+Packets are forwarded by callbacks (see "packets" below), not one task each.
+Durability: a packet's hold (pending transfer) is queued for the SQLite writer
+but not waited for; its post or void is, and only then does the Fulfill or
+Reject go upstream (T00 if that write fails). Holds left pending by a crash
+are voided at the next start (:meth:`IlpService.start`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -22,13 +30,20 @@ from interledger.connector import (
     reject,
 )
 from interledger.errors import DecodeError
-from interledger.packet import ErrorCode, Fulfill, Prepare, Reject
+from interledger.packet import (
+    ErrorCode,
+    Fulfill,
+    Prepare,
+    Reject,
+    encode_packet,
+    prepare_with_expiry,
+)
 from interledger.stream.receiver import StreamReceiver
 from interledger.stream.sender import StreamSender
 
-from ..ledger import LedgerStore, LedgerUnavailable
+from ..ledger import LedgerError, LedgerStore, LedgerUnavailable
 from . import accounts
-from .btp import BtpLink, LinkClosed, dial
+from .btp import Answer, BtpLink, LinkClosed, Waiter, dial
 from .config import IlpConfig
 from .http import HttpLink
 from .ledger import StoreLedger
@@ -39,7 +54,65 @@ SPSP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 class Link(Protocol):
-    async def send(self, prepare: Prepare) -> Fulfill | Reject: ...
+    """A way to a peer: BTP (:class:`BtpLink`) or ILP over HTTP (:class:`HttpLink`)."""
+
+    def send_prepare(self, raw: bytes, waiter: Waiter) -> int: ...
+
+    def forget(self, request_id: int) -> None: ...
+
+
+class _Flight:
+    """One forwarded Prepare waiting for its answer; finishes exactly once.
+
+    The link calls :meth:`on_response` or :meth:`on_failure`; the loop calls
+    :meth:`on_expiry` at the outgoing expiry. The first of them decides.
+    """
+
+    __slots__ = (
+        "answer",
+        "done",
+        "forward",
+        "link",
+        "request_id",
+        "service",
+        "timer",
+        "transfer_id",
+    )
+
+    def __init__(
+        self, service: IlpService, forward: Forward, transfer_id: int | None, answer: Answer
+    ) -> None:
+        self.service = service
+        self.forward = forward
+        self.transfer_id = transfer_id
+        self.answer = answer
+        self.link: Link | None = None
+        self.request_id = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+
+    def on_response(self, response: Fulfill | Reject, raw: bytes) -> None:
+        if self.done:
+            return
+        outcome = self.service.connector.settle(self.forward, response, utcnow())
+        self._finish(outcome, raw if outcome.response is response else None)
+
+    def on_failure(self, reason: str) -> None:
+        if not self.done:
+            self._finish(Outcome(False, self.service.connector.unreachable(self.forward, reason)))
+
+    def on_expiry(self) -> None:
+        if self.done:
+            return
+        if self.link is not None:
+            self.link.forget(self.request_id)
+        self._finish(Outcome(False, self.service.connector.expired(self.forward)))
+
+    def _finish(self, outcome: Outcome, raw: bytes | None = None) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.service._finish(self.transfer_id, outcome, raw, self.answer)
 
 
 def utcnow() -> datetime:
@@ -81,6 +154,7 @@ class IlpService:
         """First back-off (seconds) after a temporary failure while paying; doubles each time."""
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._work: set[asyncio.Future[Fulfill | Reject]] = set()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -139,7 +213,7 @@ class IlpService:
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            await self.run_link(BtpLink(name, ws, self.handle_prepare))
+            await self.run_link(BtpLink(name, ws, self.submit))
 
     async def run_link(self, link: BtpLink) -> None:
         """Serve one BTP link until it closes (a newer link for the peer replaces it)."""
@@ -158,23 +232,74 @@ class IlpService:
             log.info("BTP link to %s down", link.peer)
 
     # -- packets --------------------------------------------------------
+    #
+    # A Prepare moves through callbacks, not tasks: ``submit`` routes it, holds its
+    # amount and sends it on; the next hop's answer (or the link failing, or the
+    # expiry timer) reaches its ``_Flight``, which has the connector judge it, then
+    # posts or voids the hold and answers upstream once that write is durable.
 
-    async def handle_prepare(self, source: str, prepare: Prepare) -> Fulfill | Reject:
-        """Answer a Prepare from ``source`` (a peer name, or LOCAL for the node itself)."""
+    def submit(self, source: str, prepare: Prepare, raw: bytes | None, answer: Answer) -> None:
+        """Take a Prepare from ``source`` (a peer name, or LOCAL for the node itself).
+
+        ``raw`` is its encoding if known (the forwarded copy is then a splice of it);
+        ``answer`` is called exactly once with the Fulfill or Reject.
+        """
         if source != LOCAL and ildcp.is_request(prepare):
-            return ildcp.fulfill(
-                ildcp.IldcpResponse(
-                    f"{self.config.address}.{source}",
-                    self.config.asset_scale,
-                    self.config.asset_code,
-                )
-            )
-        decision = self.connector.route_prepare(source, prepare, utcnow())
+            answer(self._ildcp(source), None)
+            return
+        now = utcnow()
+        decision = self.connector.route_prepare(source, prepare, now)
         if isinstance(decision, Reject):
-            return decision
+            answer(decision, None)
+            return
         if decision.next_hop == LOCAL:
-            return await self._deliver_locally(decision)
-        return await self._forward(decision)
+            self._spawn(self._deliver_locally(decision), answer)
+            return
+        accounts_ = self.store.ledger.accounts
+        if decision.debit not in accounts_ or decision.credit not in accounts_:
+            self._spawn(self._forward_with_accounts(decision, prepare, raw), answer)
+            return
+        self._forward(decision, prepare, raw, now, answer)
+
+    async def handle_prepare(
+        self, source: str, prepare: Prepare, raw: bytes | None = None
+    ) -> Fulfill | Reject:
+        """Answer a Prepare from ``source`` (a peer name, or LOCAL for the node itself).
+
+        Cancelling the caller does not stop the packet: its hold is still finished.
+        """
+        future: asyncio.Future[Fulfill | Reject] = asyncio.get_running_loop().create_future()
+
+        def answer(response: Fulfill | Reject, _: bytes | None) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        self.submit(source, prepare, raw, answer)
+        return await future
+
+    def _ildcp(self, source: str) -> Fulfill:
+        return ildcp.fulfill(
+            ildcp.IldcpResponse(
+                f"{self.config.address}.{source}", self.config.asset_scale, self.config.asset_code
+            )
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, Fulfill | Reject], answer: Answer) -> None:
+        """Run the slow paths (local delivery, first use of an account) as a task."""
+        task = asyncio.ensure_future(work)
+        self._work.add(task)
+
+        def done(task: asyncio.Task[Fulfill | Reject]) -> None:
+            self._work.discard(task)
+            if task.cancelled():
+                answer(self._internal_error(), None)
+            elif (exc := task.exception()) is not None:
+                log.error("handling a Prepare failed", exc_info=exc)
+                answer(self._internal_error(), None)
+            else:
+                answer(task.result(), None)
+
+        task.add_done_callback(done)
 
     async def _deliver_locally(self, forward: Forward) -> Fulfill | Reject:
         result = self.receiver.handle(forward.prepare)
@@ -193,40 +318,91 @@ class IlpService:
             return result.on_failure
         return result.fulfill
 
-    async def _forward(self, forward: Forward) -> Fulfill | Reject:
+    async def _forward_with_accounts(
+        self, forward: Forward, prepare: Prepare, raw: bytes | None
+    ) -> Fulfill | Reject:
+        """Create the hold's accounts first (their first packet), then forward."""
+        try:
+            await self.ledger.ensure_accounts(forward.debit, forward.credit)
+        except LedgerUnavailable:
+            return self._ledger_down()
+        future: asyncio.Future[Fulfill | Reject] = asyncio.get_running_loop().create_future()
+
+        def answer(response: Fulfill | Reject, _: bytes | None) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        self._forward(forward, prepare, raw, utcnow(), answer)
+        return await future
+
+    def _forward(
+        self,
+        forward: Forward,
+        prepare: Prepare,
+        raw: bytes | None,
+        now: datetime,
+        answer: Answer,
+    ) -> None:
         link = self.links.get(forward.next_hop)
         if link is None:
-            return self.connector.unreachable(forward, f"no link to {forward.next_hop}")
+            answer(self.connector.unreachable(forward, f"no link to {forward.next_hop}"), None)
+            return
         transfer_id = None
         if forward.amount > 0:
             try:
-                transfer_id = await self.ledger.hold(forward.debit, forward.credit, forward.amount)
+                transfer_id = self.ledger.hold_now(forward.debit, forward.credit, forward.amount)
             except LimitError:
-                return self.connector.limit_reject(forward)
+                answer(self.connector.limit_reject(forward), None)
+                return
             except LedgerUnavailable:
-                return self._ledger_down()
-        outcome = Outcome(False, self.connector.expired(forward))
+                answer(self._ledger_down(), None)
+                return
+        outgoing = forward.prepare
+        if raw is not None and outgoing.amount == prepare.amount:
+            # Only the expiry differs from what came in: splice it into the bytes.
+            encoded = prepare_with_expiry(raw, outgoing.expires_at)
+        else:
+            encoded = encode_packet(outgoing)
+        flight = _Flight(self, forward, transfer_id, answer)
         try:
-            timeout = (forward.prepare.expires_at - utcnow()).total_seconds()
-            try:
-                async with asyncio.timeout(max(timeout, 0)):
-                    response = await link.send(forward.prepare)
-            except TimeoutError:
-                pass
-            except LinkClosed as exc:
-                outcome = Outcome(False, self.connector.unreachable(forward, str(exc)))
+            flight.request_id = link.send_prepare(encoded, flight)
+        except LinkClosed as exc:
+            flight.on_failure(str(exc))
+            return
+        flight.link = link
+        delay = (outgoing.expires_at - now).total_seconds()
+        flight.timer = asyncio.get_running_loop().call_later(delay, flight.on_expiry)
+
+    def _finish(
+        self,
+        transfer_id: int | None,
+        outcome: Outcome,
+        raw: bytes | None,
+        answer: Answer,
+    ) -> None:
+        """Post or void the hold; answer once that is durable (T00 if it cannot be)."""
+        if transfer_id is None:
+            answer(outcome.response, raw)
+            return
+        try:
+            written = self.ledger.finish_now(transfer_id, post=outcome.post)
+        except (LedgerUnavailable, LedgerError) as exc:
+            log.error("ILP transfer %d not finished: %s", transfer_id, exc)
+            answer(self._ledger_down(), None)
+            return
+
+        def durable(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                reason = "cancelled" if future.cancelled() else future.exception()
+                log.error("ILP transfer %d not finished: %s", transfer_id, reason)
+                answer(self._ledger_down(), None)
             else:
-                outcome = self.connector.settle(forward, response, utcnow())
-        finally:
-            if transfer_id is not None:
-                # Shielded so a cancelled caller cannot leave the hold pending.
-                finish = self.ledger.commit if outcome.post else self.ledger.release
-                try:
-                    await asyncio.shield(finish(transfer_id))
-                except LedgerUnavailable as exc:
-                    log.error("ILP transfer %d not finished: %s", transfer_id, exc)
-                    outcome = Outcome(False, self._ledger_down())
-        return outcome.response
+                answer(outcome.response, raw)
+
+        written.add_done_callback(durable)
+
+    def _internal_error(self) -> Reject:
+        return reject(ErrorCode.T00_INTERNAL_ERROR, self.config.address, "internal error")
 
     def _ledger_down(self) -> Reject:
         return reject(ErrorCode.T00_INTERNAL_ERROR, self.config.address, "ledger unavailable")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from interledger.address import has_prefix
-
 
 class RoutingTable:
     """Maps address prefixes to next hops (peer names)."""
@@ -18,12 +16,21 @@ class RoutingTable:
         self._routes.pop(prefix, None)
 
     def lookup(self, destination: str) -> str | None:
-        """The next hop of the longest prefix of ``destination``, or None."""
-        best: str | None = None
-        for prefix in self._routes:
-            if has_prefix(destination, prefix) and (best is None or len(prefix) > len(best)):
-                best = prefix
-        return None if best is None else self._routes[best]
+        """The next hop of the longest prefix of ``destination``, or None.
+
+        Tries ``destination`` and then each shorter whole-segment prefix of it: one
+        dictionary lookup per segment, however many routes there are.
+        """
+        routes = self._routes
+        prefix = destination
+        while True:
+            hop = routes.get(prefix)
+            if hop is not None:
+                return hop
+            cut = prefix.rfind(".")
+            if cut < 0:
+                return None
+            prefix = prefix[:cut]
 
     def items(self) -> list[tuple[str, str]]:
         return sorted(self._routes.items())
