@@ -3,8 +3,23 @@
 Starts a dev chain, a Dassie node, a paid relay (every event's claim verified by
 the node over the RPC link) and an unpaid relay (``PAYMENTS_ENABLED=false``),
 each a separate process on free ports. Clients open one channel per in-flight
-slot, sign cumulative claims and events up front (timed separately), then
+slot (lane), sign cumulative claims and events up front (timed separately), then
 publish over several WebSockets and wait for every OK. Prints a table.
+
+What a row measures: from the first EVENT written until the last OK read, every
+event of every lane published in order with one event in flight per lane (the
+next leaves when the relay's OK for the previous arrives), lanes spread over
+``--connections`` WebSockets; each relay checks, charges and stores every event
+as it would for any client. The client is lean so that it takes little of the
+shared CPUs: each EVENT frame (JSON text, WebSocket framing and masking) is
+built before the timed window, and a small asyncio protocol writes frames and
+reads OKs (every frame released by one socket read leaves in one write). The
+"node only" row calls ``payment.verifyPaymentClaim`` for the next claims of the
+same channels straight over the relay's RPC client, one call in flight per lane.
+
+The second table is the CPU time (user + system) spent per event, during each
+row, by this process (client), the relay, the node and the chain, each with all
+of its threads and child processes.
 
     .venv/bin/python bench/paid_bench.py [--events 4000] [--connections 32] [--slots 32]
 """
@@ -13,16 +28,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import functools
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
 
 from devchain.accounts import ACCOUNTS
 from nostr_pay.chain import Chain
 from nostr_pay.devstack import DevStack, Service, StackConfig, http_json, unlimited_settings
-from nostr_pay.relay import RelayConnection
 from nostr_protocol.event import Event
 from nostr_protocol.keys import generate_secret_key, sign_event
 from nostream.payments.rpc_client import DassieRpcClient
@@ -30,6 +49,51 @@ from payment_channel.claim import Claim, sign_claim
 from payment_channel.tag import PaymentClaim
 
 PRICE = 10**9
+
+
+def session_cpu(leader: int) -> float:
+    """CPU seconds (user + system) so far of every live process in ``leader``'s session.
+
+    Services start in their own session, so this covers a node's worker processes too.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is field 3 (state); session is field 6, utime/stime fields 14/15.
+        if int(fields[3]) == leader:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+class CpuMeter:
+    """CPU seconds spent by this process and by each service, between start() and stop()."""
+
+    def __init__(self, services: dict[str, Service]) -> None:
+        self.services = services
+        self._start: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {"client": time.process_time()}
+        for name, service in self.services.items():
+            assert service.process is not None
+            now[name] = session_cpu(service.process.pid)
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        end = self._now()
+        self.spent = {name: end[name] - self._start[name] for name in end}
+        return self.spent
 
 
 def free_port() -> int:
@@ -60,31 +124,183 @@ def start_unpaid_relay(stack: DevStack, root: Path) -> tuple[Service, str]:
     return service, f"ws://127.0.0.1:{port}"
 
 
-async def publish_all(url: str, lanes: list[list[Event]], connections: int) -> tuple[float, int]:
-    """Publish each lane in order (one in flight per lane); lanes share ``connections`` sockets."""
-    conns = [RelayConnection(url, timeout=120) for _ in range(connections)]
-    for conn in conns:
-        await conn.__aenter__()
-    accepted = 0
-    refused: dict[str, int] = {}
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One complete, final client WebSocket frame (RFC 6455), masked with a random key."""
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    stream = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+    return header + key + masked
 
-    async def lane(conn: RelayConnection, events: list[Event]) -> None:
-        nonlocal accepted
-        for event in events:
-            ok = await conn.publish(event)
-            if ok.accepted:
-                accepted += 1
-            else:
-                refused[ok.message] = refused.get(ok.message, 0) + 1
 
+class Lanes:
+    """Events to publish, per lane, as ready-to-write WebSocket frames; tallies the OKs."""
+
+    def __init__(self, lanes: list[list[Event]]) -> None:
+        self.frames = [
+            [client_frame(b'["EVENT",' + event.to_json() + b"]") for event in events]
+            for events in lanes
+        ]
+        self.lane_of = {event.id: i for i, events in enumerate(lanes) for event in events}
+        self.next = [0] * len(lanes)
+        self.open = sum(1 for events in lanes if events)
+        self.accepted = 0
+        self.refused: dict[str, int] = {}
+        self.done: asyncio.Future[None] | None = None
+
+    def first(self, lane: int) -> bytes:
+        self.next[lane] = 1
+        return self.frames[lane][0]
+
+    def answered(self, event_id: str, accepted: bool, message: str) -> bytes | None:
+        """Count an OK; the frame to send next on its lane, if any."""
+        lane = self.lane_of.pop(event_id, None)
+        if lane is None:
+            return None
+        if accepted:
+            self.accepted += 1
+        else:
+            self.refused[message] = self.refused.get(message, 0) + 1
+        index = self.next[lane]
+        if index < len(self.frames[lane]):
+            self.next[lane] = index + 1
+            return self.frames[lane][index]
+        self.open -= 1
+        if self.open == 0 and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+        return None
+
+
+class Publisher(asyncio.Protocol):
+    """A lean WebSocket client: writes pre-built EVENT frames, reads OKs, answers pings.
+
+    Each OK releases the next event of the same lane; every frame released by one
+    read of the socket leaves in one write.
+    """
+
+    def __init__(self, lanes: Lanes, mine: list[int], host: str) -> None:
+        self.lanes = lanes
+        self.mine = mine
+        self.host = host
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET / HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed during the upgrade: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        done = self.lanes.done
+        if done is not None and not done.done() and self.lanes.open:
+            done.set_exception(ConnectionError(f"the relay closed a connection: {exc}"))
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"".join(self.lanes.first(lane) for lane in self.mine))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            head, sep, buffer = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(ConnectionError(head.split(b"\r\n")[0].decode()))
+                return
+            self.upgraded.set_result(None)
+        out: list[bytes] = []
+        pos = 0
+        end = len(buffer)
+        while end - pos >= 2:
+            opcode = buffer[pos] & 0x0F
+            length = buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if end - start < 2:
+                    break
+                length = int.from_bytes(buffer[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if end - start < 8:
+                    break
+                length = int.from_bytes(buffer[start : start + 8], "big")
+                start += 8
+            if end - start < length:
+                break
+            payload = buffer[start : start + length]
+            pos = start + length
+            if opcode == 0x1:
+                message = orjson.loads(payload)
+                if message[0] == "OK":
+                    frame = self.lanes.answered(message[1], message[2], message[3])
+                    if frame is not None:
+                        out.append(frame)
+            elif opcode == 0x9:
+                out.append(client_frame(payload, 0xA))
+            elif opcode == 0x8:
+                assert self.transport is not None
+                self.transport.close()
+                return
+        self.buffer = buffer[pos:]
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+
+
+async def publish_all(url: str, work: Lanes, connections: int) -> tuple[float, int]:
+    """Publish each lane in order, one event in flight per lane; lanes share ``connections``.
+
+    Timed: from the first EVENT written until the last OK is read. Not timed:
+    connecting, and building the EVENT frames (done by :class:`Lanes` beforehand).
+    """
+    host, _, port = urlsplit(url).netloc.partition(":")
+    loop = asyncio.get_running_loop()
+    publishers = []
+    for c in range(connections):
+        mine = list(range(c, len(work.frames), connections))
+        _, publisher = await loop.create_connection(
+            functools.partial(Publisher, work, mine, f"{host}:{port}"), host, int(port)
+        )
+        publishers.append(publisher)
+    for publisher in publishers:
+        await publisher.upgraded
+    work.done = loop.create_future()
     started = time.perf_counter()
-    await asyncio.gather(*(lane(conns[i % connections], ev) for i, ev in enumerate(lanes)))
+    for publisher in publishers:
+        if publisher.mine:
+            publisher.start()
+    if work.open:
+        await asyncio.wait_for(work.done, 600)
     elapsed = time.perf_counter() - started
-    for conn in conns:
-        await conn.__aexit__(None, None, None)
-    if refused:
-        print(f"  refused at {url}: {refused}", file=sys.stderr)
-    return elapsed, accepted
+    for publisher in publishers:
+        assert publisher.transport is not None
+        publisher.transport.write(client_frame(b"", 0x8))
+        publisher.transport.close()
+        await publisher.closed
+    if work.refused:
+        print(f"  refused at {url}: {work.refused}", file=sys.stderr)
+    return elapsed, work.accepted
 
 
 async def verify_all(stack: DevStack, lanes: list[list[dict[str, str]]]) -> tuple[float, int]:
@@ -158,11 +374,16 @@ def main() -> int:
         ]
         total = per_lane * args.slots
         results = []
-        for name, url, lanes in (
-            ("unpaid (PAYMENTS_ENABLED=false)", unpaid_url, unpaid_lanes),
-            ("paid (claim verified by node)", config.relay_url, paid_lanes),
+        cpu_rows = []
+        for name, url, lanes, relay in (
+            ("unpaid (PAYMENTS_ENABLED=false)", unpaid_url, unpaid_lanes, unpaid),
+            ("paid (claim verified by node)", config.relay_url, paid_lanes, stack.relay),
         ):
-            elapsed, accepted = asyncio.run(publish_all(url, lanes, args.connections))
+            work = Lanes(lanes)
+            meter = CpuMeter({"relay": relay, "node": stack.node, "chain": stack.chain})
+            meter.start()
+            elapsed, accepted = asyncio.run(publish_all(url, work, args.connections))
+            cpu_rows.append((name, meter.stop()))
             results.append((name, total, accepted, elapsed))
         # The node alone: the same claims' successors straight over the RPC link.
         rpc_lanes = [
@@ -177,7 +398,10 @@ def main() -> int:
             ]
             for channel in channels
         ]
+        meter = CpuMeter({"node": stack.node, "chain": stack.chain})
+        meter.start()
         elapsed, accepted = asyncio.run(verify_all(stack, rpc_lanes))
+        cpu_rows.append(("node only: verifyPaymentClaim RPC", meter.stop()))
         results.append(("node only: verifyPaymentClaim RPC", total, accepted, elapsed))
         print()
         print(
@@ -195,6 +419,14 @@ def main() -> int:
             f"{'client: open channel on chain':34} {args.slots:7d} {'':9} {open_s:8.2f} "
             f"{args.slots / open_s:9.0f}"
         )
+        print()
+        print("CPU per event, microseconds (user + system, all of a service's processes)")
+        print(f"{'ingest':34} {'client':>7} {'relay':>7} {'node':>7} {'chain':>7} {'total':>7}")
+        for name, spent in cpu_rows:
+            cells = [spent.get(p) for p in ("client", "relay", "node", "chain")]
+            text = [f"{c / total * 1e6:7.0f}" if c is not None else f"{'-':>7}" for c in cells]
+            overall = sum(c for c in cells if c is not None) / total * 1e6
+            print(f"{name:34} {' '.join(text)} {overall:7.0f}")
     finally:
         if unpaid is not None:
             unpaid.stop()

@@ -5,6 +5,7 @@ import aiohttp
 import orjson
 import pytest
 
+from dassie.rpc.jsonrpc import MAX_BATCH
 from dassie.testing import TOKEN, claim_params, make_channel, running_node
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -133,3 +134,69 @@ async def test_health(tmp_path: Path) -> None:
             )
             assert answer["error"]["code"] == -32000
         node.node.store.error = None
+
+
+async def test_a_batch_answers_each_entry_in_one_array(tmp_path: Path) -> None:
+    verify = "payment.verifyPaymentClaim"
+
+    def entry(rid: object, method: str, params: Any, version: str = "2.0") -> dict[str, Any]:
+        return {"jsonrpc": version, "id": rid, "method": method, "params": params}
+
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        channels = [make_channel() for _ in range(3)]
+        for c in channels:
+            node.source.add(c)
+        async with http.ws_connect(node.url + "/trpc", headers=AUTH) as ws:
+            valid = [
+                entry(n, verify, claim_params(c.channel_id, 7, 1)) for n, c in enumerate(channels)
+            ]
+            await ws.send_str(orjson.dumps(valid).decode())
+            first = orjson.loads((await ws.receive()).data)
+            assert isinstance(first, list) and sorted(a["id"] for a in first) == [0, 1, 2]
+            assert all(a["result"]["valid"] and a["result"]["credited"] == "7" for a in first)
+
+            mixed = [
+                entry("params", verify, {"channelId": channels[0].channel_id}),
+                entry("method", "no.such", {}),
+                "not an object",
+                entry("nonce", verify, claim_params(channels[0].channel_id, 9, 1)),
+                entry("version", "node.getInfo", {}, version="1.0"),
+                entry("ok", verify, claim_params(channels[1].channel_id, 10, 2)),
+            ]
+            await ws.send_str(orjson.dumps(mixed).decode())
+            answers = orjson.loads((await ws.receive()).data)
+            assert isinstance(answers, list) and len(answers) == len(mixed)
+            by_id = {a["id"]: a for a in answers}
+            assert by_id["params"]["error"]["code"] == -32602
+            assert by_id["method"]["error"]["code"] == -32601
+            assert by_id[None]["error"]["code"] == -32600
+            assert by_id["nonce"]["result"]["valid"] is False
+            assert by_id["nonce"]["result"]["reason"] == "invalid-nonce"
+            assert by_id["version"]["error"]["code"] == -32600
+            assert by_id["ok"]["result"]["credited"] == "3"
+            # The three first claims and the last one were credited, nothing else.
+            assert node.node.store.balance("revenue/relay").balance == -(3 * 7 + 3)
+            # The connection still serves single requests.
+            info = await call(ws, "node.getInfo", {}, rid=99)
+            assert info["id"] == 99 and "result" in info
+
+
+@pytest.mark.parametrize("size", [0, MAX_BATCH + 1])
+async def test_empty_and_oversized_batches_are_refused_whole(tmp_path: Path, size: int) -> None:
+    async with running_node(tmp_path / "l.db") as node, aiohttp.ClientSession() as http:
+        channel = make_channel()
+        node.source.add(channel)
+        async with http.ws_connect(node.url + "/trpc", headers=AUTH) as ws:
+            entry = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "payment.verifyPaymentClaim",
+                "params": claim_params(channel.channel_id, 5, 1),
+            }
+            await ws.send_str(orjson.dumps([entry] * size).decode())
+            answer = orjson.loads((await ws.receive()).data)
+            assert isinstance(answer, dict)  # one error, not a batch
+            assert answer["id"] is None and answer["error"]["code"] == -32600
+            # Nothing in the refused batch ran: the same claim is still acceptable.
+            ok = await call(ws, "payment.verifyPaymentClaim", entry["params"], rid=2)
+            assert ok["result"]["valid"] is True and ok["result"]["credited"] == "5"

@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from nostr_protocol.keys import sign_event
 from nostream.payments import FreePublishing, NodePaidPublishing, PaymentConfigError, build_gate
-from nostream.payments.jsonrpc import Backoff
+from nostream.payments.jsonrpc import MAX_BATCH, Backoff
 from nostream.payments.paid import REASON_MESSAGES, UNAVAILABLE
 from nostream.payments.pricing import load_pricing
 from nostream.payments.rpc_client import DassieRpcClient, RpcUnavailable
@@ -52,6 +52,8 @@ class FakeNode:
         self.port = 0
         self.runner: web.AppRunner | None = None
         self.sockets: set[web.WebSocketResponse] = set()
+        self.frames: list[int] = []
+        """verifyPaymentClaim requests per frame that had any (n for a batch of n)."""
 
     async def default(self, method: str, params: dict[str, Any]) -> Any:
         if method == "node.getInfo":
@@ -66,28 +68,33 @@ class FakeNode:
         self.sockets.add(ws)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                asyncio.get_running_loop().create_task(self.answer(ws, orjson.loads(msg.data)))
+                asyncio.get_running_loop().create_task(self.serve(ws, orjson.loads(msg.data)))
         self.sockets.discard(ws)
         return ws
 
-    async def answer(self, ws: web.WebSocketResponse, req: dict[str, Any]) -> None:
+    async def serve(self, ws: web.WebSocketResponse, message: Any) -> None:
+        """Answer a request, or a batch with one array once all its answers are ready."""
+        batch = isinstance(message, list)
+        items = message if batch else [message]
+        if verify := sum(r["method"] == "payment.verifyPaymentClaim" for r in items):
+            self.frames.append(verify)
+        replies = await asyncio.gather(*(self.answer(r) for r in items))
+        if not ws.closed:
+            await ws.send_bytes(orjson.dumps(replies if batch else replies[0]))
+
+    async def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         self.calls.append((req["method"], req["params"]))
         if req["method"] == "ilp.getInfo":  # asked on every connect, beside node.getInfo
-            await ws.send_bytes(
-                orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": self.ilp_info})
-            )
-            return
+            return {"jsonrpc": "2.0", "id": req["id"], "result": self.ilp_info}
         try:
             result = await self.handler(req["method"], req["params"])
-            reply = {"jsonrpc": "2.0", "id": req["id"], "result": result}
+            return {"jsonrpc": "2.0", "id": req["id"], "result": result}
         except LookupError as exc:
-            reply = {
+            return {
                 "jsonrpc": "2.0",
                 "id": req["id"],
                 "error": {"code": -32602, "message": str(exc)},
             }
-        if not ws.closed:
-            await ws.send_bytes(orjson.dumps(reply))
 
     async def start(self) -> None:
         app = web.Application()
@@ -302,11 +309,92 @@ async def test_many_requests_in_flight_are_matched_by_id(node: FakeNode) -> None
             sign_event(NOSTR_KEY, kind=1, content=str(n), tags=[paid_tag(1000 * n, n)])
             for n in range(1, 50)
         ]
+        node.frames.clear()
         charges = await asyncio.gather(*(gate.charge(e) for e in events))
         for n, charge in enumerate(charges, start=1):
             assert charge.accepted == (n % 2 == 0)
             if charge.accepted:
                 assert charge.details["credited"] == str(1000 * n)
+        # Calls made together leave together: one batch frame, not one frame per call.
+        assert sum(node.frames) == len(events) and len(node.frames) < len(events)
+    finally:
+        await gate.close()
+
+
+async def test_calls_made_while_the_node_is_busy_leave_as_one_batch(node: FakeNode) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def gated(method: str, params: dict[str, Any]) -> Any:
+        if params["nonce"] == "1":
+            started.set()
+            await release.wait()
+        return {"valid": True, "credited": params["claimAmount"]}
+
+    def params(n: int) -> dict[str, str]:
+        tag = paid_tag(1000 * n, n)
+        return {"channelId": tag[2], "claimAmount": tag[3], "nonce": tag[4], "minAmount": "1"}
+
+    node.handler = gated
+    rpc = DassieRpcClient(node.url, TOKEN, patience=60.0)
+    await rpc.start()
+    try:
+        async with asyncio.timeout(5):
+            await rpc.wait_connected()
+        verify = "payment.verifyPaymentClaim"
+        first = asyncio.create_task(rpc.call(verify, params(1)))
+        await started.wait()
+        later = []
+        for n in range(2, 6):  # one at a time, in separate event-loop steps
+            later.append(asyncio.create_task(rpc.call(verify, params(n))))
+            await asyncio.sleep(0)
+        release.set()
+        answers = [await first] + [await t for t in later]
+        assert [a["credited"] for a in answers] == [str(1000 * n) for n in range(1, 6)]
+        # The four were held while the node worked on the first, then left together.
+        assert node.frames == [1, 4]
+    finally:
+        await rpc.close()
+
+
+async def test_a_burst_is_split_into_batches_the_node_accepts(node: FakeNode) -> None:
+    rpc = DassieRpcClient(node.url, TOKEN)
+    await rpc.start()
+    try:
+        async with asyncio.timeout(5):
+            await rpc.wait_connected()
+        params = [{"channelId": "0x01", "nonce": str(n), "minAmount": str(n)} for n in range(600)]
+        answers = await asyncio.gather(*(rpc.call("payment.verifyPaymentClaim", p) for p in params))
+        assert [a["credited"] for a in answers] == [str(n) for n in range(600)]
+        assert sum(node.frames) == 600 and max(node.frames) <= MAX_BATCH < 600
+    finally:
+        await rpc.close()
+
+
+async def test_a_slow_answer_does_not_hold_other_calls_back(node: FakeNode) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def one_hangs(method: str, params: dict[str, Any]) -> Any:
+        if method == "node.getInfo":
+            return INFO
+        if params["nonce"] == "1":
+            started.set()
+            await release.wait()
+        return {"valid": True, "credited": params["claimAmount"]}
+
+    node.handler = one_hangs
+    gate = await make_gate(node)
+    try:
+        node.frames.clear()
+        hung = asyncio.create_task(
+            gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(1000, 1)]))
+        )
+        await started.wait()
+        # Sent after the link's patience (10 ms) without waiting for the hung call.
+        async with asyncio.timeout(2):
+            charge = await gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(2000, 2)]))
+        assert charge.accepted and not hung.done()
+        release.set()
+        assert (await hung).accepted
     finally:
         await gate.close()
 

@@ -20,6 +20,9 @@ INTERNAL_ERROR = -32603
 SERVER_ERROR = -32000
 """Temporarily unable to answer (a chain or the ledger is unavailable)."""
 
+MAX_BATCH = 1000
+"""Entries allowed in one batch; a longer batch is refused whole."""
+
 Id = str | int | float | None
 
 
@@ -79,8 +82,14 @@ def _one(item: Any) -> Request | dict[str, Any]:
     return Request(method, params, request_id, "id" not in item)
 
 
-def parse(frame: str | bytes) -> tuple[bool, list[Request | dict[str, Any]]]:
-    """``(is_batch, items)``: each item a Request to run or an error response to send."""
+def parse(
+    frame: str | bytes, max_batch: int = MAX_BATCH
+) -> tuple[bool, list[Request | dict[str, Any]]]:
+    """``(is_batch, items)``: each item a Request to run or an error response to send.
+
+    An empty batch, or one of more than ``max_batch`` entries, is answered with one
+    Invalid Request error (not a batch) and none of its entries is run.
+    """
     try:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
@@ -88,9 +97,19 @@ def parse(frame: str | bytes) -> tuple[bool, list[Request | dict[str, Any]]]:
     if isinstance(message, list):
         if not message:
             return False, [error(None, INVALID_REQUEST, "Invalid Request: empty batch")]
+        if len(message) > max_batch:
+            return False, [
+                error(
+                    None,
+                    INVALID_REQUEST,
+                    f"Invalid Request: batch of {len(message)} requests,"
+                    f" at most {max_batch} allowed",
+                )
+            ]
         return True, [_one(item) for item in message]
     return False, [_one(message)]
 
 
-def encode(message: dict[str, Any] | list[dict[str, Any]]) -> str:
-    return orjson.dumps(message).decode()
+def encode(message: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """UTF-8 JSON of one response or a batch of them (sent as a text frame)."""
+    return orjson.dumps(message)

@@ -1,9 +1,15 @@
 """The relay's link to the Dassie node: one persistent JSON-RPC WebSocket.
 
 An asyncio adapter over :class:`~nostream.payments.jsonrpc.JsonRpcClient`. Many
-requests share the connection, matched by id. When the link drops it reconnects
-by itself with exponential backoff and jitter; calls made while it is down, or
-not answered within the timeout, raise :class:`RpcUnavailable` at once.
+requests share the connection, matched by id. Calls leave at the end of the
+event-loop step they were made in, together as one JSON-RPC batch frame (a lone
+call as a plain request); while the node is still answering the previous frame
+(for at most ``patience`` seconds), new calls wait and then leave as one batch.
+So a busy relay sends and receives one frame per round trip instead of one per
+event, and an idle one sends each call at once. When the link drops it
+reconnects by itself with exponential backoff and jitter; calls made while it
+is down fail at once, and calls not answered within ``timeout`` seconds of
+being made raise :class:`RpcUnavailable`.
 """
 
 from __future__ import annotations
@@ -39,14 +45,21 @@ class DassieRpcClient:
         timeout: float = 5.0,
         backoff: Backoff | None = None,
         on_connect: OnConnect | None = None,
+        window: int = 1,
+        patience: float = 0.01,
     ) -> None:
+        """``window`` and ``patience``: see :class:`~nostream.payments.jsonrpc.JsonRpcClient`."""
         self.url = url
         self.token = token
         self.timeout = timeout
         self._backoff = backoff or Backoff(0.1, 30.0)
         self._on_connect = on_connect
-        self._core = JsonRpcClient()
+        self._core = JsonRpcClient(window=window, patience=patience)
         self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._deadlines: dict[int, float] = {}
+        self._flush_scheduled = False
+        self._wake: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -90,31 +103,111 @@ class DassieRpcClient:
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        for sending in list(self._sending):
+            sending.cancel()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
         self._fail_pending("RPC client closed")
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """Call ``method``; its result, or RpcError / RpcUnavailable."""
+        """Call ``method``; its result, or RpcError / RpcUnavailable.
+
+        The request leaves with the other calls of this event-loop step, or, while the
+        node is still answering an earlier frame, with every call made meanwhile.
+        """
         ws = self._ws
         if ws is None or ws.closed:
             raise RpcUnavailable("not connected to the node")
-        request_id, frame = self._core.request(method, params)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        request_id = self._core.queue(method, params)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._waiters[request_id] = future
+        self._deadlines[request_id] = loop.time() + self.timeout
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         try:
-            await ws.send_str(frame.decode())
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError as exc:
-            raise RpcUnavailable(f"no answer to {method} within {self.timeout:g}s") from exc
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            raise RpcUnavailable(f"send failed: {exc}") from exc
+            return await future
         finally:
-            self._waiters.pop(request_id, None)
-            self._core.forget(request_id)
-            if not future.done():
-                future.cancel()
+            if not future.done() or future.cancelled():  # the caller gave up
+                self._drop(request_id)
+
+    def _drop(self, request_id: int) -> asyncio.Future[Any] | None:
+        self._core.forget(request_id)
+        self._deadlines.pop(request_id, None)
+        return self._waiters.pop(request_id, None)
+
+    def _on_wake(self) -> None:
+        self._wake = None
+        self._kick()
+
+    def _kick(self) -> None:
+        """Try to send what is queued at the end of this event-loop step."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the queued requests if the core says so, else wait for an answer or a timer."""
+        self._flush_scheduled = False
+        core = self._core
+        if not core.queued:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ws = self._ws
+        if ws is not None and not ws.closed and not core.may_send(now):
+            wake = core.wake_at(now)
+            if wake is not None and self._wake is None:
+                self._wake = loop.call_at(wake, self._on_wake)
+            return
+        frames = core.flush(now)
+        if ws is None or ws.closed:
+            for ids, _ in frames:
+                self._fail(ids, "connection to the node lost")
+            return
+        task = loop.create_task(self._send(ws, frames))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, ws: aiohttp.ClientWebSocketResponse, frames: list[tuple[list[int], bytes]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for ids, frame in frames:
+            try:
+                await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                self._fail(ids, f"send failed: {exc}")
+                continue
+            deadlines = self._deadlines
+            first = min((deadlines[i] for i in ids if i in deadlines), default=None)
+            if first is not None:
+                loop.call_at(first, self._expire, ids)
+
+    def _expire(self, ids: list[int]) -> None:
+        """Fail the requests of a frame whose deadline has passed; re-arm for the others."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        late = [i for i in ids if i in deadlines and deadlines[i] <= now + 0.001]
+        if late:
+            self._fail(late, f"no answer within {self.timeout:g}s")
+        rest = [i for i in ids if i in deadlines]
+        if rest:
+            loop.call_at(min(deadlines[i] for i in rest), self._expire, rest)
+
+    def _fail(self, ids: list[int], reason: str) -> None:
+        for request_id in ids:
+            future = self._drop(request_id)
+            if future is not None and not future.done():
+                future.set_exception(RpcUnavailable(reason))
 
     async def _run(self) -> None:
         assert self._session is not None
@@ -166,14 +259,19 @@ class DassieRpcClient:
             except ProtocolViolation as exc:
                 log.warning("Dassie RPC sent a bad frame: %s", exc)
                 continue
+            waiters = self._waiters
+            deadlines = self._deadlines
             for response in responses:
-                future = self._waiters.get(response.id)
+                deadlines.pop(response.id, None)
+                future = waiters.pop(response.id, None)
                 if future is None or future.done():
                     continue
                 if response.error is not None:
                     future.set_exception(response.error)
                 else:
                     future.set_result(response.result)
+            if responses and self._core.queued:
+                self._kick()  # a frame was answered: what waited for it may leave
 
     def _fail_pending(self, reason: str) -> None:
         self._core.forget_all()
@@ -181,3 +279,4 @@ class DassieRpcClient:
             if not future.done():
                 future.set_exception(RpcUnavailable(reason))
         self._waiters.clear()
+        self._deadlines.clear()
