@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -32,11 +34,13 @@ import signal
 import socket
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import venv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +207,228 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- a lean WebSocket client -------------------------------------------------------------
+#
+# aiohttp's client spends ~50 µs of CPU per received message (a WSMessage, a task
+# wake-up); with 1,000 subscribers in one process that alone delays the last
+# arrival by tens of milliseconds, and with ingest it takes CPU from the relay on
+# this 2-core machine. This client is a plain asyncio Protocol: frames to send
+# are built and masked before the timed window, received frames are parsed in
+# ``data_received`` with the arrival time taken first.
+
+
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A final, masked client frame (RFC 6455) with a fresh random masking key."""
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    mask = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    return header + key + masked
+
+
+def take_frames(buf: bytearray) -> list[tuple[int, bool, bytes]]:
+    """Remove the complete server frames from ``buf``: ``(opcode, fin, payload)`` each."""
+    frames = []
+    pos = 0
+    size = len(buf)
+    while size - pos >= 2:
+        b0, b1 = buf[pos], buf[pos + 1]
+        n = b1 & 0x7F
+        start = pos + 2
+        if n == 126:
+            if size - pos < 4:
+                break
+            n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            start = pos + 4
+        elif n == 127:
+            if size - pos < 10:
+                break
+            n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            start = pos + 10
+        if size < start + n:
+            break
+        frames.append((b0 & 0x0F, bool(b0 & 0x80), bytes(buf[start : start + n])))
+        pos = start + n
+    del buf[:pos]
+    return frames
+
+
+def upgrade_request(host: str, port: int, path: str = "/") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+OnMessage = Callable[[bytes, float], None]
+
+
+class LeanWs(asyncio.Protocol):
+    """One client WebSocket: ``on_message(payload, arrival)`` for each text frame."""
+
+    def __init__(self, on_message: OnMessage) -> None:
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.fragments: list[bytes] = []
+        self.corked: list[bytes] | None = None
+
+    @classmethod
+    async def connect(cls, url: str, on_message: OnMessage) -> LeanWs:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(lambda: cls(on_message), host, port)
+        assert proto.transport is not None
+        proto.transport.write(upgrade_request(host, port, parts.path or "/"))
+        await asyncio.wait_for(proto.opened, 30)
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send(self, frame: bytes) -> None:
+        """Write a frame made by :func:`client_frame` (frames sent while the
+        received data is being handled leave together, in one write)."""
+        if self.corked is not None:
+            self.corked.append(frame)
+            return
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(client_frame(struct.pack("!H", 1000), 0x8))
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            if b" 101 " not in status:
+                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+            self.opened.set_result(None)
+        self.corked = []
+        try:
+            for opcode, fin, payload in take_frames(buf):
+                if opcode == 0x9:  # ping
+                    self.send(client_frame(payload, 0xA))
+                elif opcode == 0x8:  # close
+                    if self.transport is not None:
+                        self.transport.close()
+                elif opcode in (0x0, 0x1, 0x2):
+                    self.fragments.append(payload)
+                    if fin:
+                        message = b"".join(self.fragments)
+                        self.fragments.clear()
+                        self.on_message(message, now)
+        finally:
+            out, self.corked = self.corked, None
+            if out and self.transport is not None:
+                self.transport.write(b"".join(out))
+
+
+SO_TIMESTAMPNS = 35
+"""Linux's socket option (and control message type) for kernel receive timestamps."""
+
+
+class StampedSubscriber:
+    """A client WebSocket read with ``recvmsg``: a message's arrival time is the
+    kernel's receive timestamp of its bytes (``SO_TIMESTAMPNS``, wall clock), so
+    it does not depend on when this process gets to read them."""
+
+    def __init__(self, url: str, on_message: OnMessage) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.on_message = on_message
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.sendall(upgrade_request(host, port, parts.path or "/"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed before the upgrade")
+            head += chunk
+        status, _, _ = head.partition(b"\r\n")
+        if b" 101 " not in status:
+            raise ConnectionError(status.decode(errors="replace"))
+        self.buffer = bytearray(head.split(b"\r\n\r\n", 1)[1])
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
+        self.fragments: list[bytes] = []
+        self._deliver(time.time())
+
+    def send(self, frame: bytes) -> None:
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(frame)
+        finally:
+            self.sock.setblocking(False)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send(client_frame(struct.pack("!H", 1000), 0x8))
+        self.sock.close()
+
+    def poll(self) -> None:
+        """Read whatever has arrived (each read is one stamped batch of bytes)."""
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(1 << 18, 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:
+                raise ConnectionError("the relay closed a subscriber connection")
+            stamp = time.time()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    stamp = seconds + nanoseconds / 1e9
+            self.buffer += data
+            self._deliver(stamp)
+
+    def _deliver(self, stamp: float) -> None:
+        for opcode, fin, payload in take_frames(self.buffer):
+            if opcode == 0x9:
+                self.send(client_frame(payload, 0xA))
+            elif opcode in (0x0, 0x1, 0x2):
+                self.fragments.append(payload)
+                if fin:
+                    message = b"".join(self.fragments)
+                    self.fragments.clear()
+                    self.on_message(message, stamp)
 
 
 # -- our relay --------------------------------------------------------------------------
@@ -486,51 +712,69 @@ class Result:
 async def measure_ingest(
     url: str, events: list[list[dict[str, Any]]], window: int, result: Result, budget: float
 ) -> None:
-    """Publish until every event is acknowledged or ``budget`` seconds have passed."""
+    """Publish until every event is acknowledged or ``budget`` seconds have passed.
+
+    Each publisher keeps ``window`` EVENTs in flight on its own connection and
+    sends the next one when an OK comes back (the EVENTs answered by one read of
+    the socket leave in one write). The EVENT frames are encoded and masked
+    before the clock starts; the rate is OK-true answers per second from the
+    first send to the last answer, and an OK's latency runs from its EVENT's
+    send to its arrival.
+    """
     latencies: list[float] = []
     rejected: list[str] = []
+    frames = [[(e["id"], client_frame(orjson.dumps(["EVENT", e]))) for e in b] for b in events]
+    loop = asyncio.get_running_loop()
+
+    class Publisher:
+        def __init__(self, batch: list[tuple[str, bytes]]) -> None:
+            self.pending = iter(batch)
+            self.sent: dict[str, float] = {}
+            self.done: asyncio.Future[None] = loop.create_future()
+            self.ws: LeanWs | None = None
+
+        def send_next(self) -> None:
+            item = next(self.pending, None) if time.perf_counter() < deadline else None
+            if item is None:
+                if not self.sent and not self.done.done():
+                    self.done.set_result(None)
+                return
+            assert self.ws is not None
+            self.sent[item[0]] = time.perf_counter()
+            self.ws.send(item[1])
+
+        def on_message(self, payload: bytes, arrival: float) -> None:
+            data = orjson.loads(payload)
+            if data[0] != "OK":
+                return
+            started = self.sent.pop(data[1], None)
+            if started is not None:
+                if data[2]:
+                    latencies.append(arrival - started)
+                else:
+                    rejected.append(str(data[3]))
+            self.send_next()
+
+    publishers = [Publisher(batch) for batch in frames]
+    for pub in publishers:
+        pub.ws = await LeanWs.connect(url, pub.on_message)
     deadline = time.perf_counter() + budget
-
-    async def publisher(batch: list[dict[str, Any]], session: aiohttp.ClientSession) -> None:
-        async with session.ws_connect(url, max_msg_size=0) as ws:
-            sent: dict[str, float] = {}
-            pending = iter(batch)
-            in_flight = 0
-
-            async def send_next() -> bool:
-                nonlocal in_flight
-                event = next(pending, None) if time.perf_counter() < deadline else None
-                if event is None:
-                    return False
-                sent[event["id"]] = time.perf_counter()
-                await ws.send_str(dumps(["EVENT", event]))
-                in_flight += 1
-                return True
-
-            for _ in range(window):
-                if not await send_next():
-                    break
-            while in_flight:
-                msg = await ws.receive()
-                if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    rejected.append(f"connection closed: {msg.type}")
-                    return
-                data = orjson.loads(msg.data)
-                if data[0] != "OK":
-                    continue
-                in_flight -= 1
-                started = sent.pop(data[1], None)
-                if started is not None:
-                    if data[2]:
-                        latencies.append(time.perf_counter() - started)
-                    else:
-                        rejected.append(str(data[3]))
-                await send_next()
-
-    async with aiohttp.ClientSession() as session:
-        began = time.perf_counter()
-        await asyncio.gather(*(publisher(batch, session) for batch in events))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    for pub in publishers:
+        for _ in range(window):
+            pub.send_next()
+    waits = [
+        asyncio.wait([pub.done, pub.ws.closed], return_when=asyncio.FIRST_COMPLETED)
+        for pub in publishers
+        if pub.ws is not None
+    ]
+    await asyncio.gather(*waits)
+    elapsed = time.perf_counter() - began
+    for pub in publishers:
+        if pub.ws is not None:
+            if pub.ws.closed.done() and not pub.done.done():
+                rejected.append("connection closed")
+            pub.ws.close()
     sent_total = len(latencies) + len(rejected)
     if sent_total < sum(len(b) for b in events):
         result.errors.append(f"ingest: time budget ({budget:.0f}s) hit after {sent_total} events")
@@ -572,61 +816,140 @@ async def measure_req(
     result.req_rows = statistics.mean(rows)
 
 
-async def measure_fanout(
-    url: str, subscribers: int, events: list[dict[str, Any]], result: Result
-) -> None:
-    author = events[0]["pubkey"]
-    expected = {e["id"] for e in events}
-    arrivals: dict[str, list[float]] = {e["id"]: [] for e in events}
-    done = {e["id"]: asyncio.Event() for e in events}
-    ready = asyncio.Event()
-    eose = 0
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        sockets = []
-        for i in range(subscribers):
-            ws = await session.ws_connect(url, max_msg_size=0)
-            sockets.append(ws)
-            await ws.send_str(
-                dumps(["REQ", f"f{i}", {"authors": [author], "kinds": [1], "limit": 0}])
-            )
+FANOUT_POLL = 0.025
+"""Seconds between a subscriber process's passes over its sockets."""
 
-        async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
+
+def _fanout_child(url: str, first: int, count: int, author: str, conn: Any) -> None:
+    """A subscriber process: ``count`` connections each subscribed to ``author``'s notes.
+
+    Says ``ready`` once every subscription has its EOSE, ``("got", id)`` once every
+    connection has received event ``id``, and on ``stop`` sends back each event's
+    arrival times: the kernel's receive timestamps (wall clock, comparable with
+    the parent's ``time.time()`` at send).
+    """
+
+    async def run() -> None:
+        arrivals: dict[str, list[float]] = {}
+        eose = 0
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def on_message(payload: bytes, arrival: float) -> None:
             nonlocal eose
-            async for msg in ws:
-                now = time.perf_counter()
-                data = orjson.loads(msg.data)
-                if data[0] == "EOSE":
-                    eose += 1
-                    if eose == subscribers:
-                        ready.set()
-                elif data[0] == "EVENT" and data[2]["id"] in expected:
-                    got = arrivals[data[2]["id"]]
-                    got.append(now)
-                    if len(got) == subscribers:
-                        done[data[2]["id"]].set()
+            data = orjson.loads(payload)
+            if data[0] == "EVENT":
+                got = arrivals.setdefault(data[2]["id"], [])
+                got.append(arrival)
+                if len(got) == count:
+                    conn.send(("got", data[2]["id"]))
+            elif data[0] == "EOSE":
+                eose += 1
+                if eose == count and not ready.done():
+                    ready.set_result(None)
 
-        listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
-        latencies: list[float] = []
-        try:
-            await asyncio.wait_for(ready.wait(), 120)
-            async with session.ws_connect(url, max_msg_size=0) as pub:
-                for event in events:
-                    started = time.perf_counter()
-                    await pub.send_str(dumps(["EVENT", event]))
-                    try:
-                        await asyncio.wait_for(done[event["id"]].wait(), 10)
-                    except TimeoutError:
-                        result.errors.append(
-                            f"fan-out: {len(arrivals[event['id']])}/{subscribers} got an event"
-                        )
-                    latencies.extend(t - started for t in arrivals[event["id"]])
-                    await asyncio.sleep(0.05)  # let the relay settle between events
-        finally:
-            for task in listeners:
-                task.cancel()
-            await asyncio.gather(*listeners, return_exceptions=True)
-            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        sockets = []
+        for i in range(first, first + count):
+            ws = StampedSubscriber(url, on_message)
+            ws.send(
+                client_frame(
+                    orjson.dumps(["REQ", f"f{i}", {"authors": [author], "kinds": [1], "limit": 0}])
+                )
+            )
+            sockets.append(ws)
+
+        async def read_all() -> None:
+            # The sockets are read every POLL seconds rather than on each packet: the
+            # arrival times come from the kernel, and a subscriber process woken for
+            # every frame would take CPU from the relay while it is still sending.
+            while True:
+                for ws in sockets:
+                    ws.poll()
+                await asyncio.sleep(FANOUT_POLL)
+
+        reader = asyncio.create_task(read_all())
+        await asyncio.wait_for(ready, 120)
+        conn.send("ready")
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        reader.cancel()
+        conn.send(arrivals)
+        for ws in sockets:
+            ws.close()
+
+    asyncio.run(run())
+
+
+async def measure_fanout(
+    url: str, subscribers: int, events: list[dict[str, Any]], result: Result, procs: int
+) -> None:
+    """Latency from publishing an event to its arrival at each of ``subscribers``.
+
+    An event's arrival at a subscriber is the kernel's receive timestamp of the
+    frame on that subscriber's socket (``SO_TIMESTAMPNS``), and its start is the
+    publisher's clock just before it writes the EVENT: the relay's whole path
+    (checks, durable store, fan-out to every socket) is inside, and how soon the
+    client processes get to read their sockets is not. The subscribers are spread
+    over ``procs`` processes. Events are published one at a time; the next goes out
+    once every subscriber has the previous one, plus 50 ms.
+    """
+    author = events[0]["pubkey"]
+    ctx = multiprocessing.get_context("spawn")
+    children = []
+    share, extra = divmod(subscribers, procs)
+    first = 0
+    for p in range(procs):
+        count = share + (1 if p < extra else 0)
+        if count == 0:
+            continue
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=_fanout_child, args=(url, first, count, author, child_end))
+        proc.start()
+        children.append((proc, parent_end))
+        first += count
+
+    async def recv(conn: Any, wait_at_most: float) -> Any:
+        def wait() -> Any:
+            try:
+                if conn.poll(wait_at_most):
+                    return conn.recv()
+            except EOFError:
+                raise ConnectionError("a subscriber process exited") from None
+            raise TimeoutError
+
+        return await asyncio.to_thread(wait)
+
+    started: dict[str, float] = {}
+    try:
+        for _, conn in children:
+            if await recv(conn, 180) != "ready":
+                raise RuntimeError("a subscriber process did not get ready")
+        frames = [(e["id"], client_frame(orjson.dumps(["EVENT", e]))) for e in events]
+        pub = await LeanWs.connect(url, lambda payload, arrival: None)
+        for event_id, frame in frames:
+            started[event_id] = time.time()
+            pub.send(frame)
+            try:
+                for _, conn in children:
+                    while (await recv(conn, 10)) != ("got", event_id):
+                        pass
+            except TimeoutError:
+                result.errors.append(f"fan-out: not every subscriber got {event_id[:8]}")
+            await asyncio.sleep(0.05)  # let the relay settle between events
+        pub.close()
+        arrivals: dict[str, list[float]] = {}
+        for _, conn in children:
+            conn.send("stop")
+            while not isinstance(got := await recv(conn, 60), dict):
+                pass
+            for event_id, times in got.items():
+                arrivals.setdefault(event_id, []).extend(times)
+    finally:
+        for proc, _ in children:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    latencies = [t - started[i] for i, times in arrivals.items() if i in started for t in times]
     result.fanout_received = len(latencies)
     result.fanout_p50 = pct(latencies, 0.5)
     result.fanout_p99 = pct(latencies, 0.99)
@@ -660,7 +983,9 @@ async def run_suite(relay: Relay, args: argparse.Namespace, authors: list[str]) 
     await measure_ingest(relay.url, batches, args.window, result, args.budget)
     log(f"{relay.name}: fan-out to {args.subscribers} subscribers")
     try:
-        await measure_fanout(relay.url, args.subscribers, fanout[: args.fanout_events], result)
+        await measure_fanout(
+            relay.url, args.subscribers, fanout[: args.fanout_events], result, args.fanout_procs
+        )
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         result.errors.append(f"fan-out failed: {exc!r}")
     return result
@@ -749,6 +1074,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=300, help="REQs timed")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--fanout-events", type=int, default=20)
+    parser.add_argument(
+        "--fanout-procs", type=int, default=2, help="processes the subscribers are spread over"
+    )
     parser.add_argument(
         "--budget", type=float, default=90, help="seconds at most for ingest and for REQ"
     )

@@ -92,7 +92,7 @@ def test_kind_classes() -> None:
 
 
 def test_the_direct_verify_agrees_with_coincurve() -> None:
-    """The GIL-holding call into libsecp256k1 answers exactly as coincurve's binding does."""
+    """Both direct libsecp256k1 calls (keeping or releasing the GIL) answer as coincurve does."""
     import os
 
     from coincurve import PublicKeyXOnly
@@ -101,6 +101,7 @@ def test_the_direct_verify_agrees_with_coincurve() -> None:
     from nostr_protocol.keys import sign_event
 
     assert event_module._VERIFY is not None, "coincurve's library no longer exports the symbol"
+    assert event_module._VERIFY_RELEASING is not None
     for _ in range(50):
         signed = sign_event(os.urandom(32), kind=1, content=os.urandom(8).hex())
         good = bytes.fromhex(signed.sig)
@@ -109,4 +110,7 @@ def test_the_direct_verify_agrees_with_coincurve() -> None:
         for sig, pubkey in ((good, signed.pubkey), (bad, signed.pubkey), (good, other)):
             expected = PublicKeyXOnly(bytes.fromhex(pubkey)).verify(sig, bytes.fromhex(signed.id))
             assert verify_signature(signed.id, pubkey, sig.hex()) is expected
+            assert verify_signature(signed.id, pubkey, sig.hex(), release_gil=True) is expected
     assert verify_signature(signed.id, signed.pubkey, signed.sig[:-2]) is False
+    assert verify_signature(signed.id, signed.pubkey, signed.sig[:-2], release_gil=True) is False
+    assert verify_signature("zz", signed.pubkey, signed.sig, release_gil=True) is False

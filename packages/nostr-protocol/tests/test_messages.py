@@ -23,6 +23,7 @@ from nostr_protocol.messages import (
     encode_event,
     encode_notice,
     encode_ok,
+    event_frame_prefix,
     parse_client_message,
 )
 
@@ -88,6 +89,13 @@ def test_encoders_produce_nip01_json() -> None:
     assert json.loads(encode_closed("s", "m")) == ["CLOSED", "s", "m"]
     assert json.loads(encode_notice("n")) == ["NOTICE", "n"]
     assert json.loads(encode_count("c", 3)) == ["COUNT", "c", {"count": 3}]
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_a_cached_prefix_makes_the_same_event_frame(sub: str) -> None:
+    frame = event_frame_prefix(sub) + E.to_json() + b"]"
+    assert frame == encode_event(sub, E)
+    assert json.loads(frame) == ["EVENT", sub, E.to_dict()]
 
 
 @given(st.text(min_size=1, max_size=20).filter(lambda s: s < "\ud800" or True))

@@ -15,7 +15,7 @@ from nostream.storage.base import SaveOutcome, StorageError
 from nostream.storage.sqlite import MIGRATIONS, SqliteEventStore
 
 SK = b"\x0d" * 32
-VERSIONS = [(1,), (2,), (3,)]
+VERSIONS = [(1,), (2,), (3,), (4,)]
 
 
 def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
@@ -148,3 +148,48 @@ async def test_purge_expired(tmp_path: Path) -> None:
         assert await store.purge_expired() == 0
     finally:
         await store.close()
+
+
+async def test_removed_events_leave_no_tag_rows(tmp_path: Path) -> None:
+    """Replacing, deleting (NIP-09) and purging (NIP-40) remove the event's tag rows too,
+    found through its own tags (there is no index on the tag rows' event id)."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteEventStore(path)
+    await store.open()
+    pk = sign_event(SK, kind=1).pubkey
+    note = sign_event(SK, kind=1, tags=[["t", "x"], ["t", "x"], ["p", pk], ["alt", "a"]])
+    old = sign_event(SK, kind=30000, tags=[["d", "a"], ["t", "x"]], created_at=1000)
+    new = sign_event(SK, kind=30000, tags=[["d", "a"], ["t", "y"]], created_at=2000)
+    gone = sign_event(SK, kind=1, tags=[["t", "x"], ["expiration", "1"]])
+    deletion = sign_event(SK, kind=5, tags=[["e", note.id]])
+    try:
+        for e in (note, old, new, gone, deletion):
+            assert await store.save(e) is SaveOutcome.STORED
+        assert await store.delete(deletion) == 1
+        assert await store.purge_expired() == 1
+        x = Filter(tags={"t": frozenset({"x"})})
+        assert await store.query([x], 10, 10) == []
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT event_id, name, value FROM event_tags ORDER BY name").fetchall()
+    assert sorted(rows) == sorted(
+        [(new.id, "d", "a"), (new.id, "t", "y"), (deletion.id, "e", note.id)]
+    )
+
+
+async def test_close_stores_what_was_submitted_in_the_same_step(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = SqliteEventStore(path)
+    await store.open()
+    events = [sign_event(SK, kind=1, content=f"last {i}") for i in range(20)]
+    saves = [asyncio.ensure_future(store.save(e)) for e in events]
+    await asyncio.sleep(0)  # every save is submitted; none has been handed over yet
+    await store.close()
+    assert [await s for s in saves] == [SaveOutcome.STORED] * 20
+    again = SqliteEventStore(path)
+    await again.open()
+    try:
+        assert await again.count([Filter()]) == 20
+    finally:
+        await again.close()

@@ -102,18 +102,24 @@ def _xonly_key(pubkey: str) -> PublicKeyXOnly:
     return PublicKeyXOnly(bytes.fromhex(pubkey))
 
 
-def _gil_holding_verify() -> tuple[Callable[..., int], int, Any] | None:
-    """libsecp256k1's verify called through ``ctypes.PyDLL``, which keeps the GIL.
+_Verify = Callable[..., int]
 
-    coincurve's binding releases the GIL for each ~50 µs check; in a relay whose
-    SQLite writer thread wants the GIL too, getting it back costs the event loop
-    more than the check itself. Returns ``(verify, context address, ffi)`` or None
-    when coincurve's library does not export the symbol (then coincurve is used).
+
+def _libsecp256k1_verify(release_gil: bool) -> tuple[_Verify, int, Any] | None:
+    """libsecp256k1's ``secp256k1_schnorrsig_verify`` called through ctypes.
+
+    With ``release_gil`` False (``ctypes.PyDLL``) the call keeps the GIL: on the
+    event loop that is cheaper than coincurve's binding, which releases it for
+    each ~50 µs check and then has to win it back from the SQLite writer
+    thread. With ``release_gil`` True (``ctypes.CDLL``) the GIL is released
+    during the check, so a background thread can check signatures while the
+    event loop runs. Returns ``(verify, context address, ffi)``, or None when
+    coincurve's library does not export the symbol (then coincurve is used).
     """
     try:
         lib = importlib.import_module("coincurve._libsecp256k1")
         context = importlib.import_module("coincurve.context").GLOBAL_CONTEXT
-        dll = ctypes.PyDLL(lib.__file__)
+        dll = (ctypes.CDLL if release_gil else ctypes.PyDLL)(lib.__file__)
         fn = dll.secp256k1_schnorrsig_verify
     except (ImportError, OSError, AttributeError):
         return None
@@ -124,7 +130,8 @@ def _gil_holding_verify() -> tuple[Callable[..., int], int, Any] | None:
     return fn, int(ffi.cast("uintptr_t", context.ctx)), ffi
 
 
-_VERIFY = _gil_holding_verify()
+_VERIFY = _libsecp256k1_verify(release_gil=False)
+_VERIFY_RELEASING = _libsecp256k1_verify(release_gil=True)
 
 
 @lru_cache(maxsize=8192)
@@ -134,16 +141,21 @@ def _xonly_struct(pubkey: str) -> bytes:
     return bytes(_VERIFY[2].buffer(_xonly_key(pubkey).public_key, 64))
 
 
-def verify_signature(event_id: str, pubkey: str, sig: str) -> bool:
-    """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``."""
+def verify_signature(event_id: str, pubkey: str, sig: str, *, release_gil: bool = False) -> bool:
+    """BIP-340 Schnorr signature of the 32-byte id by the x-only ``pubkey``.
+
+    ``release_gil=True`` lets other Python threads run during the check (for a
+    checking thread beside an event loop); the answer is the same either way.
+    """
     try:
         sig_bytes = bytes.fromhex(sig)
         message = bytes.fromhex(event_id)
-        if _VERIFY is None:
+        verify = _VERIFY_RELEASING if release_gil else _VERIFY
+        if verify is None:
             return bool(_xonly_key(pubkey).verify(sig_bytes, message))
         if len(sig_bytes) != 64:
             return False
-        fn, context, _ = _VERIFY
+        fn, context, _ = verify
         return fn(context, sig_bytes, message, len(message), _xonly_struct(pubkey)) == 1
     except (ValueError, TypeError):
         return False

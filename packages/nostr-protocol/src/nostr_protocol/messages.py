@@ -135,10 +135,19 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def event_frame_prefix(subscription_id: str) -> bytes:
+    """``["EVENT",<sub>,``: with an encoded event and ``]`` after it, an EVENT message.
+
+    A relay keeps it per subscription, so a live event encoded once reaches each
+    subscriber as ``prefix + encoded + b"]"`` (see :func:`encode_event`).
+    """
+    return b'["EVENT",' + _dumps(subscription_id) + b","
+
+
 def encode_event(subscription_id: str, event: Event | bytes) -> bytes:
     """``["EVENT", sub, event]``; ``event`` may be pre-encoded JSON bytes (for fan-out)."""
     body = event if isinstance(event, bytes) else event.to_json()
-    return b'["EVENT",' + _dumps(subscription_id) + b"," + body + b"]"
+    return event_frame_prefix(subscription_id) + body + b"]"
 
 
 def encode_ok(event_id: str, accepted: bool, message: str = "") -> bytes:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from .config import ConfigError, Settings, load_settings
 from .storage.base import StorageError
@@ -17,6 +19,22 @@ log = logging.getLogger("nostream")
 
 class StartupError(RuntimeError):
     """A part of the relay (storage, Redis, the listening socket) failed to start."""
+
+
+GC_YOUNG_THRESHOLD = 20_000
+"""Allocations between young-generation collections (Python's default is 700).
+
+Each ingested event allocates a few dozen short-lived objects (a task,
+futures, the parsed event), so with the default the collector runs every few
+events and, with its older generations, took ~5% of the relay's CPU."""
+
+
+def tune_gc() -> None:
+    """Move what startup allocated out of the collector's sight and collect less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def serve(settings: Settings) -> None:
@@ -35,11 +53,23 @@ async def serve(settings: Settings) -> None:
     except Exception as exc:
         await server.stop()
         raise StartupError(f"{type(exc).__name__}: {exc}") from exc
+    tune_gc()
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
         await server.stop()
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (its sockets and callbacks are C,
+    which cuts the cost of writing an event to many subscribers), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host or settings.host,
                 port=settings.port if args.port is None else args.port,
             )
-        asyncio.run(serve(settings))
+        run_event_loop(serve(settings))
     except (ConfigError, PaymentConfigError) as exc:
         print(f"nostream: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from nostr_protocol.event import Event, KindClass
 from nostr_protocol.filters import Filter
 from nostr_protocol.nips import DELETION_KIND, is_expired, is_protected
-from nostr_protocol.validate import InvalidEvent, check_id, check_signature
+from nostr_protocol.validate import InvalidEvent, check_id
 
 from . import policy
 from .bus.base import EventBus
@@ -29,6 +29,7 @@ from .metrics import Metrics
 from .payments.gate import FreePublishing, PaymentGate
 from .ratelimit.base import RateLimiter
 from .storage.base import EventStore, SaveOutcome, StorageError
+from .verifier import SignatureVerifier
 
 if TYPE_CHECKING:
     from .session import Session
@@ -61,6 +62,8 @@ class Relay:
         self.limiter = limiter
         self.gate = gate
         self.metrics = Metrics()
+        self.verifier = SignatureVerifier()
+        """Checks signatures off the event loop once started (the server starts it)."""
         self.sessions: set[Session] = set()
         self._in_flight: set[str] = set()
         """Ids being charged/stored now: a copy arriving meanwhile is not charged twice."""
@@ -132,9 +135,10 @@ class Relay:
                 return Verdict(True, "duplicate: already have this event")
         try:
             check_id(event)
-            check_signature(event)
         except InvalidEvent as exc:
             return Verdict(False, f"invalid: {exc.reason}")
+        if not await self.verifier.verify(event):
+            return Verdict(False, "invalid: signature is not valid")
         if event.id in self._in_flight:
             return Verdict(False, "duplicate: this event is already being processed")
         self._in_flight.add(event.id)

@@ -31,6 +31,7 @@ from nostr_protocol.messages import (
     encode_event,
     encode_notice,
     encode_ok,
+    event_frame_prefix,
     parse_client_message,
 )
 from nostr_protocol.nips import check_auth_event
@@ -55,6 +56,8 @@ MAX_EVENTS_IN_FLIGHT = 64
 @dataclass(slots=True)
 class Subscription:
     filters: tuple[Filter, ...]
+    prefix: bytes
+    """``["EVENT",<id>,``: a live event's frame is this, the encoded event, and ``]``."""
     pending: list[tuple[Event, bytes]] | None = field(default_factory=list)
     """Live events that arrived while stored events were being sent (None once live)."""
 
@@ -77,6 +80,11 @@ class Session:
         self.authed: frozenset[str] = frozenset()
         self._ingesting: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
+        self._message_limits = [
+            (f"msg:{index}:{client_ip}", rule.rate, rule.period_ms / 1000)
+            for index, rule in enumerate(relay.settings.message_rate_limits)
+        ]
+        """This client's limiter key, rate and window for each message rate limit."""
 
     def start(self) -> None:
         """Register for live events and send the NIP-42 challenge."""
@@ -108,7 +116,7 @@ class Session:
         except MessageError as exc:
             self._refuse(exc)
             return
-        if not await self._message_allowed():
+        if self._message_limits and not await self._message_allowed():
             if isinstance(msg, EventMessage):
                 self.relay.metrics.reject("rate-limited:")
                 self._ok(msg.event.id, False, "rate-limited: slow down, too many messages")
@@ -166,9 +174,9 @@ class Session:
             self._send(encode_notice(f"invalid: {exc.reason}"))
 
     async def _message_allowed(self) -> bool:
-        for index, rule in enumerate(self.relay.settings.message_rate_limits):
-            key = f"msg:{index}:{self.client_ip}"
-            if not await self.relay.limiter.hit(key, rule.rate, rule.period_ms / 1000):
+        hit = self.relay.limiter.hit
+        for key, rate, seconds in self._message_limits:
+            if not await hit(key, rate, seconds):
                 return False
         return True
 
@@ -189,7 +197,7 @@ class Session:
             self.subscriptions.pop(sub_id, None)
             self._send(encode_closed(sub_id, refusal))
             return
-        sub = Subscription(msg.filters)
+        sub = Subscription(msg.filters, event_frame_prefix(sub_id))
         self.subscriptions[sub_id] = sub  # replaces any subscription with the same id
         stored = await self.relay.query(msg.filters)
         if self.subscriptions.get(sub_id) is not sub:
@@ -238,10 +246,10 @@ class Session:
 
     def deliver(self, event: Event, encoded: bytes) -> None:
         """Send a live event to every subscription it matches."""
-        for sub_id, sub in self.subscriptions.items():
+        for sub in self.subscriptions.values():
             if sub.matches(event):
                 if sub.pending is not None:
                     if len(sub.pending) < MAX_PENDING_LIVE:
                         sub.pending.append((event, encoded))
                 else:
-                    self._send(encode_event(sub_id, encoded))
+                    self._send(sub.prefix + encoded + b"]")

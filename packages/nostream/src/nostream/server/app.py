@@ -7,7 +7,7 @@ import contextlib
 import logging
 import struct
 from collections import deque
-from typing import Any
+from typing import Any, Protocol, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -42,6 +42,23 @@ def text_frame_header(length: int) -> bytes:
     return _LEN8(0x81, 127, length)
 
 
+class _Writable(Protocol):
+    """The part of a stream transport the outbox uses (asyncio's and uvloop's both
+    have it; uvloop's transports do not derive from ``asyncio.WriteTransport``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
+
+def _writable(transport: object) -> _Writable | None:
+    if all(callable(getattr(transport, name, None)) for name in ("write", "is_closing", "abort")):
+        return cast(_Writable, transport)
+    return None
+
+
 class _Outbox:
     """A connection's bounded outgoing queue, written to the socket without a task.
 
@@ -57,11 +74,11 @@ class _Outbox:
         self,
         ws: web.WebSocketResponse,
         limit: int,
-        transport: asyncio.BaseTransport | None,
+        transport: object,
         protocol: Any = None,
     ) -> None:
         self.ws = ws
-        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.transport = _writable(transport)
         self.protocol = protocol
         """aiohttp's connection protocol: says when the transport's buffer is full."""
         self.limit = limit
@@ -103,14 +120,18 @@ class _Outbox:
             while queue and not ws.closed:
                 if transport.is_closing():
                     raise ConnectionResetError("the connection is closing")
-                parts: list[bytes] = []
-                size = 0
-                while queue and size < WRITE_CHUNK:
+                if len(queue) == 1:  # the common case of a live event: no join
                     frame = queue.popleft()
-                    parts.append(text_frame_header(len(frame)))
-                    parts.append(frame)
-                    size += len(frame)
-                transport.write(b"".join(parts))
+                    transport.write(text_frame_header(len(frame)) + frame)
+                else:
+                    parts: list[bytes] = []
+                    size = 0
+                    while queue and size < WRITE_CHUNK:
+                        frame = queue.popleft()
+                        parts.append(text_frame_header(len(frame)))
+                        parts.append(frame)
+                        size += len(frame)
+                    transport.write(b"".join(parts))
                 if self.protocol is not None and self.protocol.writing_paused:
                     self.writing = True
                     self.waiter = asyncio.create_task(self._wait_writable(), name="ws-drain")
@@ -195,6 +216,7 @@ class RelayServer:
         await relay.store.open()
         await relay.bus.start()
         await relay.gate.start()
+        relay.verifier.start()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -235,6 +257,7 @@ class RelayServer:
             await self._runner.cleanup()
             self._runner = None
         relay = self.relay
+        await relay.verifier.close()
         await relay.gate.close()
         await relay.bus.close()
         await relay.limiter.close()
