@@ -12,7 +12,7 @@ import pytest
 from nostr_protocol.filters import Filter
 from nostr_protocol.keys import sign_event
 from nostream.storage.base import SaveOutcome, StorageError
-from nostream.storage.sqlite import MIGRATIONS, SqliteEventStore
+from nostream.storage.sqlite import MIGRATIONS, SqliteEventStore, _connect
 
 SK = b"\x0d" * 32
 VERSIONS = [(1,), (2,), (3,), (4,)]
@@ -193,3 +193,13 @@ async def test_close_stores_what_was_submitted_in_the_same_step(tmp_path: Path) 
         assert await again.count([Filter()]) == 20
     finally:
         await again.close()
+
+
+def test_connections_commit_to_disk_before_answering(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL: a commit (and so `OK true`) survives a power loss."""
+    conn = _connect(tmp_path / "db.sqlite3")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        conn.close()

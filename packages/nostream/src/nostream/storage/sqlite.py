@@ -162,7 +162,10 @@ def filter_sql(f: Filter, now: int) -> tuple[str, list[Any]]:
 def _connect(path: Path, cache_kib: int = 16384) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk (WAL fsynced) before `OK true`, even across a power
+    # loss; NORMAL would only survive a crash of this process. Batched commits keep
+    # the fsyncs few (measured: no ingest difference on the relay bench).
+    conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute(f"PRAGMA cache_size=-{cache_kib}")
     return conn
