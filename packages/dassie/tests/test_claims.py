@@ -6,16 +6,25 @@ from pathlib import Path
 import pytest
 
 from dassie.claims.channels import InMemoryChannelSource
+from dassie.claims.recovery import RecoveryPool
 from dassie.claims.service import ClaimService, VerificationUnavailable
 from dassie.ledger import REVENUE, LedgerStore, channel_account
 from dassie.testing import RELAY, claim_params, make_channel
+from payment_channel.claim import SECP256K1_N
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[ClaimService]:
+@pytest.fixture(params=["inline", "pool"])
+async def service(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ClaimService]:
+    """Signers recovered on the event loop, or by a worker process: same outcomes."""
     store = await LedgerStore.open(tmp_path / "ledger.db")
     source = InMemoryChannelSource("TEST", RELAY)
-    yield ClaimService(store, [source], expiry_margin=3600)
+    pool = RecoveryPool(1) if request.param == "pool" else None
+    if pool is not None:
+        await pool.start()
+    yield ClaimService(store, [source], expiry_margin=3600, recovery=pool)
+    if pool is not None:
+        assert pool.recovered_inline == 0
+        await pool.close()
     await store.close()
 
 
@@ -75,6 +84,16 @@ async def test_every_reason(service: ClaimService) -> None:
         assert await reason(service, params) == expected, expected
     # a tampered signature is either unrecoverable or recovers someone else
     assert await reason(service, bad_sig) == "invalid-signature"
+    # a high-s twin of a valid signature, an unknown v, a signature of zeros
+    valid = bytes.fromhex(claim_params(good.channel_id, 200, 6)["signature"][2:])
+    high_s = (SECP256K1_N - int.from_bytes(valid[32:64], "big")).to_bytes(32, "big")
+    for signature in (
+        valid[:32] + high_s + bytes([valid[64] ^ 7]),
+        valid[:64] + b"\x1d",
+        bytes(65),
+    ):
+        tampered = {**claim_params(good.channel_id, 200, 6), "signature": "0x" + signature.hex()}
+        assert await reason(service, tampered) == "invalid-signature"
     # a channel that pays someone else is not found
     other = add(service, recipient="0x" + "12" * 20)
     assert await reason(service, claim_params(other.channel_id, 1, 1)) == "channel-not-found"

@@ -154,3 +154,20 @@ def test_serve_exits_2_on_bad_interledger_config(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "ILP_PEERS" in lines[0]
+
+
+def test_claim_verify_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dassie import config as config_module
+
+    assert load_config(env(tmp_path, CLAIM_VERIFY_WORKERS="3")).verify_workers == 3
+    assert load_config(env(tmp_path, CLAIM_VERIFY_WORKERS="0")).verify_workers == 0
+    monkeypatch.setattr(config_module, "available_cpus", lambda: 1)
+    assert load_config(env(tmp_path)).verify_workers == 0  # one CPU: recover in process
+    monkeypatch.setattr(config_module, "available_cpus", lambda: 8)
+    assert load_config(env(tmp_path, CLAIM_VERIFY_WORKERS=" ")).verify_workers == 1
+    for bad in ("two", "-1", "65"):
+        with pytest.raises(ConfigError, match=r"^CLAIM_VERIFY_WORKERS: "):
+            load_config(env(tmp_path, CLAIM_VERIFY_WORKERS=bad))
+    assert config_module.available_cpus() == 8
+    monkeypatch.undo()
+    assert 1 <= config_module.available_cpus() <= (config_module.os.cpu_count() or 1)

@@ -72,10 +72,10 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> 
             "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": relay_key,
         }
         key = bytes.fromhex(sender_key.removeprefix("0x"))
-        claims = {
-            rid: (channel, n)
-            for rid, (channel, n) in enumerate(((c, n) for n in range(1, 201) for c in channels), 1)
-        }
+        # Enough claims that the node, which decides and commits them in batches of
+        # hundreds, is still working through them when it is killed.
+        stream = ((c, n) for n in range(1, 1001) for c in channels)
+        claims = dict(enumerate(stream, 1))
         process = await start_node(env, port)
         acknowledged: set[tuple[str, int]] = set()
         try:

@@ -16,6 +16,7 @@ higher fee, default 300).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -90,6 +91,29 @@ class ChainConfig:
         return None
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def default_verify_workers() -> int:
+    """``CLAIM_VERIFY_WORKERS`` when unset: 1 recovery process with a second CPU, else 0."""
+    return 1 if available_cpus() >= 2 else 0
+
+
+MAX_VERIFY_WORKERS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     node_env: str
@@ -101,6 +125,8 @@ class Config:
     ilp_address: str
     chains: tuple[ChainConfig, ...]
     poll_interval: float = 15.0
+    verify_workers: int = field(default_factory=default_verify_workers)
+    """Processes that recover claim signers (0: on the event loop)."""
 
 
 def _flag(name: str, value: str) -> bool:
@@ -281,4 +307,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         poll_interval=float(
             _int("SETTLEMENT_POLL_INTERVAL", env.get("SETTLEMENT_POLL_INTERVAL", "15") or "15", 1)
         ),
+        verify_workers=_verify_workers(env.get("CLAIM_VERIFY_WORKERS", "")),
     )
+
+
+def _verify_workers(value: str) -> int:
+    if not value.strip():
+        return default_verify_workers()
+    return _int("CLAIM_VERIFY_WORKERS", value, 0, MAX_VERIFY_WORKERS)

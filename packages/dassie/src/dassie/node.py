@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__
 from .claims.channels import ChannelSource
+from .claims.recovery import RecoveryPool
 from .claims.service import ClaimService
 from .config import Config
 from .ledger import LedgerStore
@@ -33,6 +34,8 @@ class Node:
         )
         self._store: LedgerStore | None = None
         self._claims: ClaimService | None = None
+        self.recovery: RecoveryPool | None = None
+        """The claim signer recovery processes (``CLAIM_VERIFY_WORKERS``), if any."""
         self.settlement: SettlementManager | None = None
         self._background: asyncio.Task[None] | None = None
 
@@ -48,7 +51,12 @@ class Node:
 
     async def start(self) -> None:
         self._store = await LedgerStore.open(self.config.ledger_db_path)
-        self._claims = ClaimService(self._store, self.sources, self.config.expiry_margin)
+        if self.config.verify_workers > 0:
+            self.recovery = RecoveryPool(self.config.verify_workers)
+            await self.recovery.start()
+        self._claims = ClaimService(
+            self._store, self.sources, self.config.expiry_margin, recovery=self.recovery
+        )
         evm = {s.name: s for s in self.sources if isinstance(s, EvmChain)}
         if evm:
             self.settlement = SettlementManager(
@@ -67,6 +75,8 @@ class Node:
                 await self._background
         if self.settlement is not None:
             await self.settlement.close()
+        if self.recovery is not None:
+            await self.recovery.close()  # answers what it holds; no worker outlives the node
         if self._store is not None:
             await self._store.close()
         for source in self.sources:

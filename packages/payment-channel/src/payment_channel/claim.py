@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coincurve import PrivateKey, PublicKey
+from coincurve import PrivateKey
 
-from .keccak import address_from_public_key, keccak256
+from ._recover import recover_public_key as _recover_public_key
+from .keccak import address_from_public_key, keccak256, to_checksum_address
 
 UINT256_MAX = 2**256 - 1
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
 _PERSONAL_PREFIX = b"\x19Ethereum Signed Message:\n32"
+_RECID = (b"\x00", b"\x01")
+NOT_RECOVERABLE = "signature does not recover to a public key"
 
 
 class InvalidSignature(ValueError):
@@ -69,28 +72,48 @@ def sign_claim(private_key: bytes, channel_id: bytes, claim_amount: int, nonce: 
     return compact[:64] + bytes([compact[64] + 27])
 
 
-def recover_claim_signer(channel_id: bytes, claim_amount: int, nonce: int, signature: bytes) -> str:
-    """The checksummed address whose key signed this claim."""
+def split_signature(signature: bytes) -> bytes:
+    """Check a 65-byte ``r || s || v`` signature; return ``r || s || recid`` (recid 0 or 1).
+
+    Raises InvalidSignature unless ``v`` is 27/28 (or 0/1) and ``0 < r < n``, ``0 < s <= n/2``.
+    """
     if len(signature) != 65:
         raise InvalidSignature("a signature is 65 bytes")
+    v = signature[64]
+    if v >= 27:
+        v -= 27
+    if v > 1:
+        raise InvalidSignature("v must be 27 or 28")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
-    v = signature[64]
-    if v in (0, 1):
-        v += 27
-    if v not in (27, 28):
-        raise InvalidSignature("v must be 27 or 28")
     if not (0 < r < SECP256K1_N and 0 < s <= _HALF_N):
         raise InvalidSignature("r or s out of range (s must be low)")
-    try:
-        public = PublicKey.from_signature_and_message(
-            signature[:64] + bytes([v - 27]),
-            signed_message_hash(channel_id, claim_amount, nonce),
-            hasher=None,
-        )
-    except Exception as exc:  # coincurve raises plain Exception/ValueError
-        raise InvalidSignature("signature does not recover to a public key") from exc
-    return address_from_public_key(public.format(compressed=False))
+    return signature[:64] + _RECID[v]
+
+
+def recover_address(message_hash: bytes, compact: bytes) -> bytes:
+    """The 20-byte address whose key made ``compact`` (from :func:`split_signature`).
+
+    ``message_hash`` is the 32-byte hash that was signed. Raises InvalidSignature when
+    the signature does not recover to a public key.
+    """
+    public = _recover_public_key(message_hash, compact)
+    if public is None:
+        raise InvalidSignature(NOT_RECOVERABLE)
+    return keccak256(public)[12:]
+
+
+def recover_signer_address(
+    channel_id: bytes, claim_amount: int, nonce: int, signature: bytes
+) -> bytes:
+    """The 20-byte address whose key signed this claim (no EIP-55 checksum: for comparing)."""
+    compact = split_signature(signature)
+    return recover_address(signed_message_hash(channel_id, claim_amount, nonce), compact)
+
+
+def recover_claim_signer(channel_id: bytes, claim_amount: int, nonce: int, signature: bytes) -> str:
+    """The checksummed address whose key signed this claim."""
+    return to_checksum_address(recover_signer_address(channel_id, claim_amount, nonce, signature))
 
 
 def address_of(private_key: bytes) -> str:

@@ -5,6 +5,14 @@ in one synchronous step on the event loop, so two racing claims on a channel are
 decided one after the other and the same nonce is credited once. The claim
 record and the transfer that credits it are then committed in one transaction
 (group commit); the caller learns ``valid`` only after that commit.
+
+Order: each channel has a FIFO queue of claims; the claim at its head is decided
+as soon as its signer is known and its channel is cached (a chain lookup or a
+refresh runs as a task while the queue waits), so claims on a channel are
+decided in the order they arrived. With a :class:`~.recovery.RecoveryPool` a
+claim's signer recovery starts when the claim arrives, before it queues, and
+runs on another core; without one the signer is recovered on the event loop
+during the decision, and only if the cheaper checks pass.
 """
 
 from __future__ import annotations
@@ -12,15 +20,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
+from payment_channel.claim import (
+    NOT_RECOVERABLE,
+    InvalidSignature,
+    signed_message_hash,
+    split_signature,
+)
 from payment_channel.tag import MalformedClaim, PaymentClaim, parse_fields
 
-from ..ledger import REVENUE, ClaimRecord, LedgerStore, channel_account
+from ..ledger import REVENUE, Changes, ClaimRecord, LedgerStore, LedgerUnavailable, channel_account
 from .channels import ChainUnavailable, ChannelSource, ChannelState
-from .verify import Accepted, BestClaim, Decision, Reason, Rejected, decide
+from .recovery import RecoveryPool
+from .verify import Accepted, Decision, Reason, Rejected, Signer, decide
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,79 @@ class Verified:
         return {"valid": False, "reason": self.decision.reason.value}
 
 
+class _Waiting:
+    """The type of :data:`_WAITING`."""
+
+
+_WAITING = _Waiting()
+"""A signer being recovered in the pool."""
+
+
+class _Unknown:
+    """The type of :data:`_UNKNOWN`."""
+
+
+_UNKNOWN = _Unknown()
+"""A channel neither cached nor known missing: it must be looked up."""
+
+_REFRESH_REASONS = (Reason.INSUFFICIENT_CHANNEL_BALANCE, Reason.CHANNEL_CLOSED)
+
+_Answer = tuple[Verified, ClaimRecord | None]
+
+
+class _ChannelQueue:
+    """The claims on one channel, in arrival order; ``busy`` while the head waits for I/O."""
+
+    __slots__ = ("advance", "busy", "channel_id", "items")
+
+    def __init__(self, channel_id: str, advance: Callable[[_ChannelQueue], None]) -> None:
+        self.channel_id = channel_id
+        self.items: deque[_Pending] = deque()
+        self.busy = False
+        self.advance = advance
+
+
+class _Pending:
+    """A claim waiting in its channel's queue; called with its signer once recovered."""
+
+    __slots__ = ("answer", "claim", "future", "min_amount", "queue", "signer")
+
+    def __init__(
+        self,
+        claim: PaymentClaim,
+        min_amount: int,
+        future: asyncio.Future[_Answer],
+        queue: _ChannelQueue,
+    ) -> None:
+        self.claim = claim
+        self.min_amount = min_amount
+        self.future = future
+        self.queue = queue
+        self.signer: Signer | _Waiting | None = None
+        """None: recover it during the decision (no pool)."""
+        self.answer: _Answer | None = None
+        """Once accepted, the answer given when the ledger batch is durable."""
+
+    def __call__(self, address: bytes | None) -> None:
+        """The pool's answer (itself the callback: no closure per claim)."""
+        self.signer = InvalidSignature(NOT_RECOVERABLE) if address is None else address
+        self.queue.advance(self.queue)
+
+
+def _answer_durable(waiters: list[_Pending], durable: asyncio.Future[None]) -> None:
+    """Answer the accepted claims of one ledger batch once it committed (or failed)."""
+    error = None if durable.cancelled() else durable.exception()
+    for item in waiters:
+        future = item.future
+        if future.done():
+            continue
+        if error is None:
+            assert item.answer is not None
+            future.set_result(item.answer)
+        else:
+            future.set_exception(LedgerUnavailable(str(error)))
+
+
 class ClaimService:
     """Verifies claims against channels from ``sources`` and records them in ``store``."""
 
@@ -58,8 +147,11 @@ class ClaimService:
         sources: Sequence[ChannelSource],
         expiry_margin: int,
         clock: Callable[[], float] = time.time,
+        recovery: RecoveryPool | None = None,
     ) -> None:
         self.store = store
+        self.recovery = recovery
+        """Where signers are recovered; None: on the event loop, when a decision needs one."""
         self.sources = list(sources)
         self.expiry_margin = expiry_margin
         self.clock = clock
@@ -67,7 +159,10 @@ class ClaimService:
         self._missing: dict[str, float] = {}
         self._lookups: dict[str, asyncio.Future[ChannelState | None]] = {}
         self.on_accepted: list[Callable[[ChannelState, ClaimRecord], None]] = []
-        self._locks: dict[str, list[Any]] = {}
+        self._queues: dict[str, _ChannelQueue] = {}
+        self._slow_tasks: set[asyncio.Task[None]] = set()
+        self._durable: asyncio.Future[None] | None = None
+        self._durable_waiters: list[_Pending] = []
         self._known: dict[str, asyncio.Future[ChannelState]] = {}
         self.closing: set[str] = set()
         """Channels this node is closing or has closed: no claim is accepted on them."""
@@ -107,15 +202,22 @@ class ClaimService:
             return channel.closed_copy()
         return channel
 
+    def _cached(self, channel_id: str) -> ChannelState | _Unknown | None:
+        """The channel as cached (None: known missing), or _UNKNOWN: a lookup is needed."""
+        cached = self.channels.get(channel_id)
+        if cached is not None:
+            return self._local(cached)
+        missing_at = self._missing.get(channel_id)
+        if missing_at is not None and self.clock() - missing_at < NEGATIVE_CACHE_SECONDS:
+            return None
+        return _UNKNOWN
+
     async def channel(self, channel_id: str, *, refresh: bool = False) -> ChannelState | None:
         """The channel paying this node, from the cache or the chains."""
         if not refresh:
-            cached = self.channels.get(channel_id)
-            if cached is not None:
-                return self._local(cached)
-            missing_at = self._missing.get(channel_id)
-            if missing_at is not None and self.clock() - missing_at < NEGATIVE_CACHE_SECONDS:
-                return None
+            cached = self._cached(channel_id)
+            if not isinstance(cached, _Unknown):
+                return cached
         pending = self._lookups.get(channel_id)
         if pending is not None:  # one lookup per channel at a time
             return self._local(await asyncio.shield(pending))
@@ -174,88 +276,174 @@ class ClaimService:
     async def verify(self, claim: PaymentClaim, min_amount: int) -> Verified:
         """Decide, and if accepted credit and record the claim atomically."""
         self.store.check_available()
+        future: asyncio.Future[tuple[Verified, ClaimRecord | None]]
+        future = asyncio.get_running_loop().create_future()
         channel_id = claim.channel_id
-        entry = self._locks.get(channel_id)
-        if entry is None:
-            entry = self._locks[channel_id] = [asyncio.Lock(), 0]
-        lock: asyncio.Lock = entry[0]
-        entry[1] += 1
-        try:
-            # FIFO per channel: claims are decided in the order they arrived, even
-            # when an earlier one waits for a chain lookup.
-            async with lock:
-                verified, accepted = await self._decide_and_apply(claim, min_amount)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[channel_id]
-        if accepted is not None:
-            record, durable = accepted
-            await durable
+        queue = self._queues.get(channel_id)
+        if queue is None:
+            queue = self._queues[channel_id] = _ChannelQueue(channel_id, self._advance)
+        item = _Pending(claim, min_amount, future, queue)
+        queue.items.append(item)
+        if self.recovery is not None:
+            self._recover(item, self.recovery)
+        self._advance(queue)
+        verified, record = await future
+        if record is not None:
             assert verified.channel is not None
             for callback in self.on_accepted:
                 callback(verified.channel, record)
         return verified
 
-    async def _decide_and_apply(
-        self, claim: PaymentClaim, min_amount: int
-    ) -> tuple[Verified, tuple[ClaimRecord, asyncio.Future[None]] | None]:
-        channel_id = claim.channel_id
-        channel = await self.channel(channel_id)
-        decision = self._decide(channel, claim, min_amount)
-        if (
+    def _recover(self, item: _Pending, pool: RecoveryPool) -> None:
+        """Start recovering the claim's signer in ``pool``; its queue advances when known."""
+        c = item.claim.claim
+        try:
+            compact = split_signature(c.signature)
+        except InvalidSignature as exc:
+            item.signer = exc
+            return
+        item.signer = _WAITING
+        pool.submit(signed_message_hash(c.channel_id, c.claim_amount, c.nonce), compact, item)
+
+    def _advance(self, queue: _ChannelQueue) -> None:
+        """Decide the claims at the head of ``queue`` while that needs no waiting."""
+        items = queue.items
+        while items and not queue.busy:
+            item = items[0]
+            if item.future.done():  # its caller gave up before the decision
+                items.popleft()
+                continue
+            signer = item.signer
+            if signer is _WAITING:
+                return
+            assert not isinstance(signer, _Waiting)
+            channel = self._cached(queue.channel_id)
+            if channel is _UNKNOWN:
+                self._slow(queue)
+                return
+            assert not isinstance(channel, _Unknown)
+            decision = self._decide(channel, item.claim, item.min_amount, signer, queue.channel_id)
+            if self._stale(channel, decision):
+                self._slow(queue)
+                return
+            items.popleft()
+            self._conclude(item, channel, decision)
+        if not items and not queue.busy and self._queues.get(queue.channel_id) is queue:
+            del self._queues[queue.channel_id]
+
+    def _slow(self, queue: _ChannelQueue) -> None:
+        queue.busy = True
+        task = asyncio.create_task(self._slow_step(queue))
+        self._slow_tasks.add(task)
+        task.add_done_callback(self._slow_tasks.discard)
+
+    async def _slow_step(self, queue: _ChannelQueue) -> None:
+        """Decide the head claim of ``queue`` after a chain lookup (or refresh)."""
+        item = queue.items[0]
+        signer = item.signer
+        assert not isinstance(signer, _Waiting)
+        try:
+            channel = await self.channel(queue.channel_id)
+            if item.future.done():
+                return
+            decision = self._decide(channel, item.claim, item.min_amount, signer)
+            if self._stale(channel, decision):
+                # The cache may be stale (a top-up); ask the chain once more.
+                try:
+                    channel = await self.channel(queue.channel_id, refresh=True)
+                except VerificationUnavailable:
+                    pass
+                if item.future.done():
+                    return
+                decision = self._decide(channel, item.claim, item.min_amount, signer)
+            # No await between _decide and here: the decision and its effects are one step.
+            self._conclude(item, channel, decision)
+        except asyncio.CancelledError:
+            item.future.cancel()
+            raise
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+        finally:
+            queue.items.popleft()
+            queue.busy = False
+            self._advance(queue)
+
+    def _stale(self, channel: ChannelState | None, decision: Decision) -> bool:
+        """Whether a rejection may come from a stale cache (a top-up) and deserves a refresh."""
+        return (
             isinstance(decision, Rejected)
             and channel is not None
-            and channel_id not in self.closing
-            and decision.reason in (Reason.INSUFFICIENT_CHANNEL_BALANCE, Reason.CHANNEL_CLOSED)
-        ):
-            # The cache may be stale (a top-up); ask the chain once more.
-            try:
-                channel = await self.channel(channel_id, refresh=True)
-            except VerificationUnavailable:
-                pass
-            decision = self._decide(channel, claim, min_amount)
+            and decision.reason in _REFRESH_REASONS
+            and channel.channel_id not in self.closing
+        )
+
+    def _conclude(self, item: _Pending, channel: ChannelState | None, decision: Decision) -> None:
+        """Answer a rejection now; apply an acceptance and answer once it is durable."""
         if isinstance(decision, Rejected):
-            return Verified(decision, channel), None
+            item.future.set_result((Verified(decision, channel), None))
+            return
         assert channel is not None
-        # No await between _decide and here: the decision and its effects are one step.
-        return Verified(decision, channel), self._apply(channel, claim, decision.delta)
+        try:
+            record, durable = self._apply(channel, item.claim, decision.delta)
+        except Exception as exc:  # the ledger is down
+            item.future.set_exception(exc)
+            return
+        item.answer = (Verified(decision, channel), record)
+        if durable is not self._durable:
+            self._durable = durable
+            self._durable_waiters = []
+            durable.add_done_callback(partial(_answer_durable, self._durable_waiters))
+        self._durable_waiters.append(item)
 
     def _decide(
-        self, channel: ChannelState | None, claim: PaymentClaim, min_amount: int
+        self,
+        channel: ChannelState | None,
+        claim: PaymentClaim,
+        min_amount: int,
+        signer: Signer | None = None,
+        channel_id: str | None = None,
     ) -> Decision:
-        best = self.store.best_claims.get(claim.channel_id)
         return decide(
             channel,
-            None if best is None else BestClaim(best.claim_amount, best.nonce),
+            self.store.best_claims.get(channel_id or claim.channel_id),
             claim,
             min_amount,
             self.clock(),
             self.expiry_margin,
+            signer,
         )
 
     def _apply(
         self, channel: ChannelState, claim: PaymentClaim, delta: int
     ) -> tuple[ClaimRecord, asyncio.Future[None]]:
+        """Credit and record an accepted claim in memory; the future: its batch is durable."""
+        self.store.check_available()
         ledger = self.store.ledger
         receivable = channel_account(channel.chain, channel.channel_id)
-        changes = ledger.ensure_account(receivable)
-        changes.merge(ledger.ensure_account(REVENUE))
+        changes = None
+        if receivable not in ledger.accounts or REVENUE not in ledger.accounts:
+            changes = ledger.ensure_account(receivable)
+            changes.merge(ledger.ensure_account(REVENUE))
         transfer_id = None
         if delta > 0:
             transfer_id, posted = ledger.transfer(receivable, REVENUE, delta)
-            changes.merge(posted)
+            if changes is None:
+                changes = posted
+            else:
+                changes.merge(posted)
+        c = claim.claim
         record = ClaimRecord(
-            channel_id=channel.channel_id,
-            chain=channel.chain,
-            claim_amount=claim.claim.claim_amount,
-            nonce=claim.claim.nonce,
-            signature=claim.signature,
-            delta=delta,
-            transfer_id=transfer_id,
-            accepted_at=self.clock(),
+            channel.channel_id,
+            channel.chain,
+            c.claim_amount,
+            c.nonce,
+            claim.signature,
+            delta,
+            transfer_id,
+            self.clock(),
         )
-        return record, self.store.commit(changes, claims=[record])
+        return record, self.store.enqueue(changes or Changes(), claims=(record,))
 
     def best_claim(self, channel_id: str) -> ClaimRecord | None:
         return self.store.best_claims.get(channel_id)

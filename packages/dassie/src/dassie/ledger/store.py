@@ -1,11 +1,13 @@
 """The ledger on SQLite (WAL, ``synchronous=FULL``) with group commit.
 
 The in-memory :class:`~dassie.ledger.model.Ledger` decides every operation on the
-event loop; the rows it changed are snapshotted and handed to one writer thread,
-which writes everything queued since its last commit in ONE transaction and
-fsyncs once. An operation's coroutine returns only after its rows are durable.
-Rows of one operation (e.g. a claim and the transfer that credits it) are never
-split across transactions.
+event loop. The operations of one loop iteration form a batch: at the end of the
+iteration the rows they changed are snapshotted once (an account changed by a
+thousand operations is one row) and handed to one writer thread, which writes
+everything queued since its last commit in ONE transaction and fsyncs once. An
+operation's coroutine returns only after its rows are durable. Rows of one
+operation (e.g. a claim and the transfer that credits it) are never split
+across transactions.
 
 If a commit fails the store stops accepting work (:attr:`LedgerStore.error`,
 shown in ``/health``); a restart reloads the last durable state.
@@ -20,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +114,55 @@ def _transfer_row(t: Transfer, now: float) -> tuple[Any, ...]:
     return (t.id, t.debit, t.credit, str(t.amount), t.state.value, now)
 
 
+def _claim_row(c: ClaimRecord, now: float) -> tuple[Any, ...]:
+    return (
+        c.channel_id,
+        c.chain,
+        str(c.claim_amount),
+        str(c.nonce),
+        c.signature,
+        str(c.delta),
+        c.transfer_id,
+        c.accepted_at or now,
+    )
+
+
+def _settlement_row(s: SettlementRecord, now: float) -> tuple[Any, ...]:
+    return (
+        s.tx_hash,
+        s.channel_id,
+        s.chain,
+        str(s.claim_amount),
+        str(s.nonce),
+        s.status,
+        _opt(s.gas_cost),
+        now,
+    )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The operations of one loop iteration: committed together."""
+
+    durable: asyncio.Future[None]
+    """Shared by the batch's operations; resolved when its transaction committed."""
+    accounts: dict[str, Account] = field(default_factory=dict)
+    transfers: dict[int, Transfer] = field(default_factory=dict)
+    claims: list[ClaimRecord] = field(default_factory=list)
+    settlements: list[SettlementRecord] = field(default_factory=list)
+    futures: list[asyncio.Future[None]] = field(default_factory=list)
+    """One per :meth:`LedgerStore.commit` call (each caller may cancel its own)."""
+
+
 @dataclass(slots=True)
 class _Job:
+    """A batch as rows, snapshotted on the loop, for the writer thread."""
+
     accounts: list[tuple[Any, ...]]
     transfers: list[tuple[Any, ...]]
     claims: list[tuple[Any, ...]]
     settlements: list[tuple[Any, ...]]
-    future: asyncio.Future[None]
+    batch: _Batch
 
 
 class LedgerStore:
@@ -132,7 +176,7 @@ class LedgerStore:
         self.error: BaseException | None = None
         self.commits = 0
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
-        self._outbox: list[_Job] = []
+        self._batch: _Batch | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -279,18 +323,20 @@ class LedgerStore:
                 conn.execute("ROLLBACK")
             return exc
 
-    def _done(self, batch: list[_Job], error: BaseException | None) -> None:
+    def _done(self, jobs: list[_Job], error: BaseException | None) -> None:
         self.commits += 1
         if error is not None and self.error is None:
             self.error = error
-        for job in batch:
-            if job.future.done():
-                continue
-            if error is None:
-                job.future.set_result(None)
-            else:
-                failure = LedgerUnavailable(f"ledger commit failed: {error}")
-                job.future.set_exception(failure)
+        for job in jobs:
+            for future in (job.batch.durable, *job.batch.futures):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(LedgerUnavailable(f"ledger commit failed: {error}"))
+            if error is not None and not job.batch.durable.cancelled():
+                job.batch.durable.exception()  # retrieved: callers hold their own futures
 
     # -- committing -----------------------------------------------------
 
@@ -309,60 +355,58 @@ class LedgerStore:
     ) -> asyncio.Future[None]:
         """Queue one atomic write of ``changes`` and records; await it to know it is durable.
 
-        Snapshots are taken now, so later in-memory changes cannot leak into this write.
+        The rows are written with the state at the end of this loop iteration, in the
+        same transaction as every other operation of the iteration.
         """
-        self.check_available()
-        now = time.time()
-        claim_rows = []
-        for c in claims:
-            claim_rows.append(
-                (
-                    c.channel_id,
-                    c.chain,
-                    str(c.claim_amount),
-                    str(c.nonce),
-                    c.signature,
-                    str(c.delta),
-                    c.transfer_id,
-                    c.accepted_at or now,
-                )
-            )
-            self.best_claims[c.channel_id] = c
-        settlement_rows = []
-        for s in settlements:
-            settlement_rows.append(
-                (
-                    s.tx_hash,
-                    s.channel_id,
-                    s.chain,
-                    str(s.claim_amount),
-                    str(s.nonce),
-                    s.status,
-                    _opt(s.gas_cost),
-                    now,
-                )
-            )
-            self.settlements[s.tx_hash] = s
-        assert self._loop is not None
+        self.enqueue(changes, claims, settlements)
+        assert self._loop is not None and self._batch is not None
         future: asyncio.Future[None] = self._loop.create_future()
-        if not self._outbox:
-            self._loop.call_soon(self._hand_over)
-        self._outbox.append(
-            _Job(
-                [_account_row(a) for a in changes.accounts.values()],
-                [_transfer_row(t, now) for t in changes.transfers.values()],
-                claim_rows,
-                settlement_rows,
-                future,
-            )
-        )
+        self._batch.futures.append(future)
         return future
 
+    def enqueue(
+        self,
+        changes: Changes,
+        claims: Iterable[ClaimRecord] = (),
+        settlements: Iterable[SettlementRecord] = (),
+    ) -> asyncio.Future[None]:
+        """:meth:`commit` without a future of its own: returns the future the whole
+        batch shares. Add callbacks to it; never cancel it (use :meth:`commit` to await)."""
+        self.check_available()
+        batch = self._batch
+        if batch is None:
+            assert self._loop is not None
+            batch = self._batch = _Batch(self._loop.create_future())
+            self._loop.call_soon(self._hand_over)
+        if changes.accounts:
+            batch.accounts.update(changes.accounts)
+        if changes.transfers:
+            batch.transfers.update(changes.transfers)
+        for c in claims:
+            batch.claims.append(c)
+            self.best_claims[c.channel_id] = c
+        for s in settlements:
+            batch.settlements.append(s)
+            self.settlements[s.tx_hash] = s
+        return batch.durable
+
     def _hand_over(self) -> None:
-        """Pass this loop iteration's jobs to the writer at once (one wake-up, not one per job)."""
-        if self._outbox:
-            jobs, self._outbox = self._outbox, []
-            self._queue.put(jobs)
+        """Snapshot this loop iteration's batch and pass it to the writer (one wake-up)."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        now = time.time()
+        self._queue.put(
+            [
+                _Job(
+                    [_account_row(a) for a in batch.accounts.values()],
+                    [_transfer_row(t, now) for t in batch.transfers.values()],
+                    [_claim_row(c, now) for c in batch.claims],
+                    [_settlement_row(s, now) for s in batch.settlements],
+                    batch,
+                )
+            ]
+        )
 
     # -- the public API (each call is atomic and durable when it returns) --
 
