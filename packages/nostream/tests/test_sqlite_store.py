@@ -203,3 +203,33 @@ def test_connections_commit_to_disk_before_answering(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         conn.close()
+
+
+async def test_point_lookups_on_the_loop_fall_back_to_the_pool_when_busy(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        event = sign_event(bytes(31) + b"\x07", kind=1, content="x")
+        assert await store.check_new(event) is None
+        await store.save(event)
+        assert await store.check_new(event) is SaveOutcome.DUPLICATE
+
+        inline = store._inline
+        seen: list[bool] = []
+
+        def lookup(conn: sqlite3.Connection) -> int:
+            seen.append(conn is inline)
+            if conn is inline:
+                raise sqlite3.OperationalError("database is locked")
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+        assert await store._read_inline(lookup) == 1
+        assert seen == [True, False]  # tried on the loop, then answered by a reader thread
+
+        def broken(conn: sqlite3.Connection) -> int:
+            raise sqlite3.OperationalError("no such table: nothing")
+
+        with pytest.raises(StorageError, match="no such table"):
+            await store._read_inline(broken)
+    finally:
+        await store.close()

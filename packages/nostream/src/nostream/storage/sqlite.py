@@ -176,6 +176,9 @@ WRITER_CACHE_KIB = 32768
 WAL_AUTOCHECKPOINT = 100000
 """Pages in the WAL before the writer itself checkpoints: only a backstop, since
 the checkpointer thread copies the WAL back into the database meanwhile."""
+INLINE_BUSY_MS = 20
+"""How long the event loop's own reader may wait on a lock before the lookup is
+handed to the reader pool instead (WAL readers wait only in rare recovery cases)."""
 CHECKPOINT_INTERVAL = 1.0
 """Seconds between the checkpointer thread's passive checkpoints."""
 
@@ -307,6 +310,8 @@ class SqliteEventStore:
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._inline: sqlite3.Connection | None = None
+        """A reader used on the event loop itself, for point lookups (see _read_inline)."""
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         self.commits = 0
@@ -326,6 +331,10 @@ class SqliteEventStore:
             self._all.append(conn)
             self._pool.put(conn)
         self._executor = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-read")
+        self._inline = _connect(self.path)
+        self._inline.execute("PRAGMA query_only=ON")
+        self._inline.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
+        self._all.append(self._inline)
         self._stopping = False
         self._writer = threading.Thread(
             target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True
@@ -389,6 +398,7 @@ class SqliteEventStore:
         for conn in self._all:
             conn.close()
         self._all.clear()
+        self._inline = None
         self._pool = queue.SimpleQueue()
 
     # -- the writer --------------------------------------------------------------------
@@ -482,6 +492,22 @@ class SqliteEventStore:
                     op.future.set_exception(StorageError("store is closed"))
             return
         self._ops.put(ops)
+
+    async def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a point lookup on the event loop itself: a handful of index probes cost
+        less than handing them to a reader thread and back (WAL readers do not wait
+        for the writer). If SQLite is busy anyway it goes to the reader pool."""
+        conn = self._inline
+        if conn is None:
+            raise StorageError("store is not open")
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise StorageError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return await self._read(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
@@ -693,7 +719,7 @@ class SqliteEventStore:
                 return SaveOutcome.SHADOWED
             return None
 
-        return await self._read(run)
+        return await self._read_inline(run)
 
     async def ping(self) -> bool:
         try:
