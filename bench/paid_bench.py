@@ -38,6 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
+from wsframes import client_frame
 
 from devchain.accounts import ACCOUNTS
 from nostr_pay.chain import Chain
@@ -122,21 +123,6 @@ def start_unpaid_relay(stack: DevStack, root: Path) -> tuple[Service, str]:
     url = f"http://127.0.0.1:{port}/health"
     stack.wait(service, lambda: http_json(url)[0] == 200)
     return service, f"ws://127.0.0.1:{port}"
-
-
-def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """One complete, final client WebSocket frame (RFC 6455), masked with a random key."""
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    stream = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-    return header + key + masked
 
 
 class Lanes:
