@@ -27,7 +27,7 @@ from nostr_protocol.event import Event
 from nostr_protocol.keys import generate_secret_key, public_key_hex, sign_event
 from nostream.payments.rpc_client import DassieRpcClient
 from payment_channel.claim import Claim, sign_claim
-from payment_channel.tag import PaymentClaim
+from payment_channel.tag import PaymentClaim, parse_payment_tag
 from tests.support import free_port
 
 PRICE = 10**12  # wei per event
@@ -265,6 +265,31 @@ async def test_two_clients_racing_on_one_channel(stack: DevStack) -> None:
     best = max(accepted, key=lambda e: int(e.tags[0][4]))
     assert state["bestClaim"]["nonce"] == best.tags[0][4]
     assert state["bestClaim"]["claimAmount"] == best.tags[0][3]
+
+
+async def test_a_retried_event_is_not_charged_twice(stack: DevStack) -> None:
+    """The relay gave up waiting, but the node had credited the claim: the same event
+    sent again is accepted on that same claim, and the channel pays one price."""
+    channel = await asyncio.to_thread(open_channel, stack, 8)
+    channel_id = "0x" + channel.hex()
+    author = generate_secret_key()
+    event = paid_event(author, evm_key(8), channel, PRICE, 1, content="retried")
+    # What the relay asked the first time, whose answer it never saw.
+    first = {**parse_payment_tag(event.tags[0]).to_rpc_params(), "minAmount": str(PRICE)}
+    credited = await node_call(stack, "payment.verifyPaymentClaim", {**first, "eventId": event.id})
+    assert credited["valid"] is True and credited["credited"] == str(PRICE)
+    async with RelayConnection(stack.config.relay_url) as relay:
+        ok = await relay.publish(event)  # the client's retry of the same event
+        assert ok.accepted, ok.message
+        assert await stored(relay, event.id) == [event.id]
+        # Another event on that claim is still a reused nonce.
+        other = paid_event(author, evm_key(8), channel, PRICE, 1, content="other")
+        ok = await relay.publish(other)
+        assert ok.message.startswith("restricted: invalid payment nonce"), ok.message
+    balance = await node_call(
+        stack, "ledger.getBalance", {"account": f"assets/channel/LOCAL/{channel_id}"}
+    )
+    assert int(balance["balance"]) == PRICE  # one price, not two
 
 
 async def test_settlement_pays_the_relay_on_chain_and_closes_the_channel(stack: DevStack) -> None:

@@ -28,12 +28,15 @@ async def service(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     await store.close()
 
 
-async def verify(service: ClaimService, params: dict[str, str]) -> dict:
+async def verify(
+    service: ClaimService, params: dict[str, str], event_id: str | None = None
+) -> dict:
     p = dict(params)
     min_amount = int(p.pop("minAmount"))
     result = await service.verify_params(
-        p["channelId"], p["claimAmount"], p["nonce"], p["signature"], p["currency"], min_amount
-    )
+        p["channelId"], p["claimAmount"], p["nonce"], p["signature"], p["currency"], min_amount,
+        event_id,
+    )  # fmt: skip
     return result.to_json(time.time(), 3600)
 
 
@@ -129,6 +132,34 @@ async def test_top_up_is_seen_on_refresh(service: ClaimService) -> None:
     assert (await verify(service, claim_params(channel.channel_id, 500, 2)))["valid"]
 
 
+EVENT = "ab" * 32
+
+
+async def test_the_same_claim_for_the_same_event_is_answered_again_and_credited_once(
+    service: ClaimService,
+) -> None:
+    channel = add(service)
+    params = claim_params(channel.channel_id, 100, 1, min_amount=100)
+    first = await verify(service, params, EVENT)
+    assert (first["valid"], first["credited"], "replayed" in first) == (True, "100", False)
+    # Racing copies and later copies for the same event: the first answer again, no credit.
+    again = await asyncio.gather(*(verify(service, params, EVENT) for _ in range(5)))
+    assert all((a["valid"], a["credited"], a["replayed"]) == (True, "100", True) for a in again)
+    assert service.store.balance(REVENUE).balance == -100
+    # For another event, or without saying which, it is a reused nonce.
+    assert await reason(service, params) == "invalid-nonce"
+    assert (await verify(service, params, "cd" * 32))["reason"] == "invalid-nonce"
+    # The same event with another claim on that nonce is no replay either.
+    forged = claim_params(channel.channel_id, 99, 1, min_amount=1)
+    assert (await verify(service, forged, EVENT))["reason"] == "invalid-nonce"
+    # Once a later claim is accepted, the old one is no longer the channel's best.
+    assert (await verify(service, claim_params(channel.channel_id, 200, 2, min_amount=100)))[
+        "valid"
+    ]
+    assert (await verify(service, params, EVENT))["reason"] == "invalid-nonce"
+    assert service.store.balance(REVENUE).balance == -200
+
+
 async def test_claims_survive_restart(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     store = await LedgerStore.open(path)
@@ -137,11 +168,14 @@ async def test_claims_survive_restart(tmp_path: Path) -> None:
     channel = make_channel()
     source.add(channel)
     for n in range(1, 6):
-        assert (await verify(service, claim_params(channel.channel_id, n * 10, n)))["valid"]
+        assert (await verify(service, claim_params(channel.channel_id, n * 10, n), EVENT))["valid"]
     await store.close()
     store = await LedgerStore.open(path)
     service = ClaimService(store, [source], 3600)
     assert await reason(service, claim_params(channel.channel_id, 60, 5)) == "invalid-nonce"
+    # The event a claim paid for is recorded with it: a retry after the restart is known.
+    retry = await verify(service, claim_params(channel.channel_id, 50, 5), EVENT)
+    assert (retry["valid"], retry["credited"], retry["replayed"]) == (True, "10", True)
     assert (await verify(service, claim_params(channel.channel_id, 70, 6)))["credited"] == "20"
     await store.close()
 

@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dassie.ledger import (
+    Changes,
+    ClaimRecord,
     Ledger,
     LedgerError,
     LedgerStore,
@@ -125,3 +127,34 @@ async def test_many_concurrent_operations_are_group_committed(tmp_path: Path) ->
     reopened = await LedgerStore.open(tmp_path / "ledger.db")
     assert reopened.balance("a").balance == 500
     await reopened.close()
+
+
+async def test_a_ledger_from_before_event_ids_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE claims (
+            seq INTEGER PRIMARY KEY,
+            channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+            claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
+            delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
+            UNIQUE (channel_id, nonce)
+        );
+        INSERT INTO claims VALUES (1, '0xaa', 'TEST', '10', '1', '0xsig', '10', NULL, 1.0);
+        """
+    )
+    conn.close()
+    store = await LedgerStore.open(path)
+    try:
+        old = store.best_claims["0xaa"]
+        assert (old.nonce, old.claim_amount, old.event_id) == (1, 10, None)
+        new = ClaimRecord("0xaa", "TEST", 20, 2, "0xsig2", 10, None, 2.0, "ef" * 32)
+        await store.commit(Changes(), claims=[new])
+    finally:
+        await store.close()
+    reopened = await LedgerStore.open(path)
+    try:
+        assert reopened.best_claims["0xaa"].event_id == "ef" * 32
+    finally:
+        await reopened.close()

@@ -51,6 +51,13 @@ async def test_methods_and_errors_keep_the_connection(tmp_path: Path) -> None:
                 {**claim_params(channel.channel_id, 5, 1), "minAmount": "x"},
             )
             assert bad["error"]["code"] == -32602
+            for event_id in ("AB" * 32, "ab" * 31, 7):
+                bad = await call(
+                    ws,
+                    "payment.verifyPaymentClaim",
+                    {**claim_params(channel.channel_id, 5, 1), "eventId": event_id},
+                )
+                assert bad["error"]["code"] == -32602, event_id
             assert (await call(ws, "ledger.getBalance", {"account": 5}))["error"]["code"] == -32602
             assert (await call(ws, "payment.getChannelState", {"channelId": "0x12"}))["error"][
                 "code"

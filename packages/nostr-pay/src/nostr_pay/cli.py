@@ -160,7 +160,7 @@ class Client:
             try:
                 async with RelayConnection(self.args.relay) as relay:
                     sent = True
-                    result = await relay.publish(event)
+                    result = await relay.publish_until_answered(event)
             except RelayError:
                 if sent:  # unanswered: the claim may have been recorded, count it as spent
                     channels[state.key] = state.accepted(amount, nonce)

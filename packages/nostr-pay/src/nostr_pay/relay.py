@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,10 @@ class OkResult:
 
 
 _EOSE: dict[str, Any] = {}
+
+
+RETRY_PAUSES = (0.5, 2.0)
+"""Seconds before sending an event again after an ``error:`` OK."""
 
 
 class RelayConnection:
@@ -112,6 +117,24 @@ class RelayConnection:
                 if not future.done():
                     future.set_exception(RelayError("the relay closed the connection"))
             self._oks.clear()
+
+    async def publish_until_answered(
+        self, event: Event, pauses: Sequence[float] = RETRY_PAUSES
+    ) -> OkResult:
+        """:meth:`publish`, sent again after each pause while the OK says ``error:``.
+
+        ``error:`` means the relay could not get its payment node's answer in
+        time; the node may have credited the claim all the same. It answers the
+        same claim for the same event again without charging twice, so the retry
+        is free, and the event is stored once its answer gets through.
+        """
+        result = await self.publish(event)
+        for pause in pauses:
+            if not result.message.startswith("error:"):
+                break
+            await asyncio.sleep(pause)
+            result = await self.publish(event)
+        return result
 
     async def publish(self, event: Event) -> OkResult:
         """Send ``event`` and wait for the relay's OK."""

@@ -53,15 +53,20 @@ class Verified:
 
     decision: Decision
     channel: ChannelState | None = None
+    replayed: bool = False
+    """The same claim for the same event again: answered as first, credited once."""
 
     def to_json(self, now: float, margin: int) -> dict[str, object]:
         if isinstance(self.decision, Accepted):
             assert self.channel is not None
-            return {
+            answer: dict[str, object] = {
                 "valid": True,
                 "credited": str(self.decision.delta),
                 "channel": self.channel.to_json(now, margin),
             }
+            if self.replayed:
+                answer["replayed"] = True
+            return answer
         return {"valid": False, "reason": self.decision.reason.value}
 
 
@@ -100,7 +105,7 @@ class _ChannelQueue:
 class _Pending:
     """A claim waiting in its channel's queue; called with its signer once recovered."""
 
-    __slots__ = ("answer", "claim", "future", "min_amount", "queue", "signer")
+    __slots__ = ("answer", "claim", "event_id", "future", "min_amount", "queue", "signer")
 
     def __init__(
         self,
@@ -108,8 +113,10 @@ class _Pending:
         min_amount: int,
         future: asyncio.Future[_Answer],
         queue: _ChannelQueue,
+        event_id: str | None = None,
     ) -> None:
         self.claim = claim
+        self.event_id = event_id
         self.min_amount = min_amount
         self.future = future
         self.queue = queue
@@ -265,16 +272,26 @@ class ClaimService:
         signature: object,
         currency: object,
         min_amount: int,
+        event_id: str | None = None,
     ) -> Verified:
         """Parse the RPC's fields, then :meth:`verify`; malformed fields are rejected."""
         try:
             claim = parse_fields(channel_id, claim_amount, nonce, signature, currency)
         except MalformedClaim as exc:
             return Verified(Rejected(Reason.MALFORMED_CLAIM, str(exc)))
-        return await self.verify(claim, min_amount)
+        return await self.verify(claim, min_amount, event_id)
 
-    async def verify(self, claim: PaymentClaim, min_amount: int) -> Verified:
-        """Decide, and if accepted credit and record the claim atomically."""
+    async def verify(
+        self, claim: PaymentClaim, min_amount: int, event_id: str | None = None
+    ) -> Verified:
+        """Decide, and if accepted credit and record the claim atomically.
+
+        With ``event_id`` (the Nostr event the claim pays for), the channel's best
+        claim sent again for that same event is answered valid again, crediting
+        nothing more: a relay that gave up waiting for the first answer can ask
+        again, and the user does not pay twice. For any other event it is a reused
+        nonce, as without ``event_id``.
+        """
         self.store.check_available()
         future: asyncio.Future[tuple[Verified, ClaimRecord | None]]
         future = asyncio.get_running_loop().create_future()
@@ -282,7 +299,7 @@ class ClaimService:
         queue = self._queues.get(channel_id)
         if queue is None:
             queue = self._queues[channel_id] = _ChannelQueue(channel_id, self._advance)
-        item = _Pending(claim, min_amount, future, queue)
+        item = _Pending(claim, min_amount, future, queue, event_id)
         queue.items.append(item)
         if self.recovery is not None:
             self._recover(item, self.recovery)
@@ -381,11 +398,21 @@ class ClaimService:
     def _conclude(self, item: _Pending, channel: ChannelState | None, decision: Decision) -> None:
         """Answer a rejection now; apply an acceptance and answer once it is durable."""
         if isinstance(decision, Rejected):
-            item.future.set_result((Verified(decision, channel), None))
+            replayed = self._replayed(item)
+            if replayed is None:
+                item.future.set_result((Verified(decision, channel), None))
+                return
+            # Answered as the first time, once that first credit is durable (it is in
+            # this batch or an earlier one, and batches commit in order).
+            item.answer = (Verified(Accepted(replayed.delta), channel, replayed=True), None)
+            if self._durable is None or self._durable.done():
+                item.future.set_result(item.answer)
+            else:
+                self._durable_waiters.append(item)
             return
         assert channel is not None
         try:
-            record, durable = self._apply(channel, item.claim, decision.delta)
+            record, durable = self._apply(channel, item.claim, decision.delta, item.event_id)
         except Exception as exc:  # the ledger is down
             item.future.set_exception(exc)
             return
@@ -414,8 +441,23 @@ class ClaimService:
             signer,
         )
 
+    def _replayed(self, item: _Pending) -> ClaimRecord | None:
+        """The recorded claim ``item`` repeats for the same event, if it does."""
+        if item.event_id is None:
+            return None
+        best = self.store.best_claims.get(item.claim.channel_id)
+        c = item.claim.claim
+        if (
+            best is None
+            or best.event_id != item.event_id
+            or (best.nonce, best.claim_amount) != (c.nonce, c.claim_amount)
+            or best.signature.lower() != item.claim.signature.lower()
+        ):
+            return None
+        return best
+
     def _apply(
-        self, channel: ChannelState, claim: PaymentClaim, delta: int
+        self, channel: ChannelState, claim: PaymentClaim, delta: int, event_id: str | None = None
     ) -> tuple[ClaimRecord, asyncio.Future[None]]:
         """Credit and record an accepted claim in memory; the future: its batch is durable."""
         self.store.check_available()
@@ -442,6 +484,7 @@ class ClaimService:
             delta,
             transfer_id,
             self.clock(),
+            event_id,
         )
         return record, self.store.enqueue(changes or Changes(), claims=(record,))
 

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS claims (
     channel_id TEXT NOT NULL, chain TEXT NOT NULL,
     claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
     delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
+    event_id TEXT,
     UNIQUE (channel_id, nonce)
 );
 CREATE TABLE IF NOT EXISTS settlements (
@@ -73,6 +74,9 @@ class ClaimRecord:
     delta: int
     transfer_id: int | None = None
     accepted_at: float = 0.0
+    event_id: str | None = None
+    """The Nostr event the claim paid for, when the relay said (a retry of that same
+    event with that same claim is answered again instead of refused)."""
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -124,6 +128,7 @@ def _claim_row(c: ClaimRecord, now: float) -> tuple[Any, ...]:
         str(c.delta),
         c.transfer_id,
         c.accepted_at or now,
+        c.event_id,
     )
 
 
@@ -202,6 +207,9 @@ class LedgerStore:
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(claims)")}
+            if "event_id" not in columns:  # a ledger written before claims named their event
+                conn.execute("ALTER TABLE claims ADD COLUMN event_id TEXT")
             for row in conn.execute("SELECT * FROM accounts"):
                 path, dpo, cpo, dpe, cpe, lo, hi = row
                 self.ledger.accounts[path] = Account(
@@ -223,12 +231,13 @@ class LedgerStore:
             self.ledger.next_transfer_id = max_id + 1
             for row in conn.execute(
                 "SELECT channel_id, chain, claim_amount, nonce, signature, delta, transfer_id,"
-                " accepted_at FROM claims WHERE seq IN (SELECT MAX(seq) FROM claims"
+                " accepted_at, event_id FROM claims WHERE seq IN (SELECT MAX(seq) FROM claims"
                 " GROUP BY channel_id)"
             ):
                 record = ClaimRecord(
-                    row[0], row[1], int(row[2]), int(row[3]), row[4], int(row[5]), row[6], row[7]
-                )
+                    row[0], row[1], int(row[2]), int(row[3]), row[4], int(row[5]), row[6], row[7],
+                    row[8],
+                )  # fmt: skip
                 self.best_claims[record.channel_id] = record
             for row in conn.execute(
                 "SELECT tx_hash, channel_id, chain, claim_amount, nonce, status, gas_cost"
@@ -307,8 +316,8 @@ class LedgerStore:
                 )
             if claims:
                 conn.executemany(
-                    "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature,"
-                    " delta, transfer_id, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO claims (channel_id, chain, claim_amount, nonce, signature, delta,"
+                    " transfer_id, accepted_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     claims,
                 )
             if settlements:

@@ -18,6 +18,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,77})\Z")
 _CHANNEL_ID = re.compile(r"0x[0-9a-fA-F]{64}\Z")
 _CLAIM_FIELDS = ("channelId", "claimAmount", "nonce", "signature", "currency")
+_EVENT_ID = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def _amount(params: dict[str, Any], name: str) -> int:
@@ -36,6 +37,16 @@ def _channel_id(params: dict[str, Any]) -> str:
     return value.lower()
 
 
+def _event_id(params: dict[str, Any]) -> str | None:
+    """The optional ``eventId`` (beyond the contract): the Nostr event being paid for."""
+    value = params.get("eventId")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _EVENT_ID.match(value):
+        raise InvalidParams("eventId must be 64 lowercase hex")
+    return value
+
+
 def methods(node: Node) -> dict[str, Handler]:
     """Method name -> coroutine taking the params object."""
 
@@ -47,6 +58,7 @@ def methods(node: Node) -> dict[str, Handler]:
         if missing:
             raise InvalidParams("missing " + ", ".join(missing))
         min_amount = _amount(params, "minAmount")
+        event_id = _event_id(params)
         try:
             verified = await node.claims.verify_params(
                 params["channelId"],
@@ -55,6 +67,7 @@ def methods(node: Node) -> dict[str, Handler]:
                 params["signature"],
                 params["currency"],
                 min_amount,
+                event_id,
             )
         except VerificationUnavailable as exc:
             raise RpcFailure(SERVER_ERROR, f"chain unavailable: {exc}") from None

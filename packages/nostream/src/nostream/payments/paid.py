@@ -126,7 +126,13 @@ class NodePaidPublishing:
             return Charge(False, f"{UNSUPPORTED_CURRENCY}: {claim.currency} (priced: {priced})")
         if price == 0:
             return Charge(accepted=True, details={"free": "price-zero"})
-        params: dict[str, Any] = {**claim.to_rpc_params(), "minAmount": str(price)}
+        # eventId: asked again for this event after a timeout, the node answers the
+        # same claim as the first time instead of refusing its nonce.
+        params: dict[str, Any] = {
+            **claim.to_rpc_params(),
+            "minAmount": str(price),
+            "eventId": event.id,
+        }
         try:
             answer = await self.rpc.call("payment.verifyPaymentClaim", params)
         except RpcUnavailable as exc:
