@@ -325,3 +325,43 @@ async def test_a_dropped_close_is_sent_again(tmp_path: Path) -> None:
             assert answer["result"] == {"valid": False, "reason": "channel-closed"}
         await chain_rpc(w3, "evm_setAutomine", True)
         await w3.provider.disconnect()
+
+
+async def test_a_close_the_chain_refuses_leaves_the_chain_healthy(tmp_path: Path) -> None:
+    """The sender expired the channel while the node still had it cached as open: the
+    close reverts. That is a refusal, not an outage: the chain stays ok in /health."""
+    from payment_channel.artifacts import load_artifact
+
+    async with running_devchain() as chain:
+        expiration = int(time.time()) + 2 * DAY
+        channel_id = await open_to_relay(chain, 10**18, expiration)
+        w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
+        key = sender_key(chain)
+        async with evm_node(chain, tmp_path) as (node, rpc, url):
+            params = claim_params(channel_id, 10**15, 1, key=key)
+            assert (await rpc.call("payment.verifyPaymentClaim", params))["result"]["valid"]
+            # Behind the node's back: three days pass on chain and the sender expires it.
+            await chain_rpc(w3, "evm_increaseTime", 3 * DAY)
+            factory = w3.eth.contract(
+                address=chain.factory_address, abi=load_artifact("ChannelFactory").abi
+            )
+            sender = chain.accounts[1][0]
+            tx = await factory.functions.expireChannel(bytes.fromhex(channel_id[2:])).transact(
+                {"from": sender}
+            )
+            assert (await w3.eth.wait_for_transaction_receipt(tx))["status"] == 1
+
+            refused = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            assert refused["error"]["code"] == -32000
+            message = refused["error"]["message"]
+            assert message.endswith("LOCAL refused the transaction: ChannelIsClosed()"), message
+            async with aiohttp.ClientSession() as http, http.get(url + "/health") as response:
+                body = await response.json()
+            assert body["status"] == "healthy"
+            assert body["checks"]["chains"]["LOCAL"]["status"] == "ok"
+            # The node looked the channel up again: no more claims on it.
+            later = claim_params(channel_id, 2 * 10**15, 2, key=key)
+            answer = await rpc.call("payment.verifyPaymentClaim", later)
+            assert answer["result"] == {"valid": False, "reason": "channel-closed"}
+            assert node.store.settlements == {}
+        await w3.provider.disconnect()

@@ -17,8 +17,16 @@ from typing import Any
 from eth_account import Account
 from eth_typing import ChecksumAddress
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
 from web3.types import Nonce, TxParams
+
+from payment_channel.artifacts import load_artifact
+from payment_channel.keccak import keccak256
 
 from ..claims.channels import ChainUnavailable, ChannelState
 from ..config import ZERO_ADDRESS, ChainConfig
@@ -69,6 +77,24 @@ FACTORY_ABI: list[dict[str, Any]] = [
 ]
 
 
+def _custom_errors() -> dict[str, str]:
+    """The channel factory's custom errors by selector (``0x`` + 8 hex -> ``Name()``)."""
+    names = {}
+    for item in load_artifact("ChannelFactory").abi:
+        if item["type"] == "error":
+            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+            names["0x" + keccak256(signature.encode())[:4].hex()] = signature
+    return names
+
+
+CUSTOM_ERRORS = _custom_errors()
+
+
+class TransactionRefused(ChainUnavailable):
+    """The chain's endpoint answered and refused the transaction (it would revert, or
+    breaks a nonce or fee rule): no outage, so the chain's health stays ok."""
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     tx_hash: str
@@ -111,6 +137,16 @@ class EvmChain:
         self.status = "unreachable"
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         return ChainUnavailable(f"{self.name}: {self.last_error}")
+
+    def _send_failed(self, exc: BaseException) -> ChainUnavailable:
+        """A refusal when the endpoint answered it, else the endpoint is unreachable."""
+        if isinstance(exc, ContractLogicError | Web3RPCError):
+            self._ok()
+            reason = str(exc)
+            if isinstance(exc, ContractCustomError) and isinstance(exc.data, str):
+                reason = CUSTOM_ERRORS.get(exc.data[:10], reason)
+            return TransactionRefused(f"{self.name} refused the transaction: {reason}")
+        return self._failed(exc)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -192,7 +228,7 @@ class EvmChain:
             except ChainUnavailable:
                 raise
             except Exception as exc:
-                raise self._failed(exc) from exc
+                raise self._send_failed(exc) from exc
 
     async def resend_close(
         self, previous_hash: str, channel_id: str, claim_amount: int, nonce: int, signature: str
@@ -231,7 +267,7 @@ class EvmChain:
             except ChainUnavailable:
                 raise
             except Exception as exc:
-                raise self._failed(exc) from exc
+                raise self._send_failed(exc) from exc
 
     async def _send_close(
         self,
@@ -282,4 +318,4 @@ def _fee_fields(tx: Mapping[str, Any]) -> dict[str, int]:
     return {name: int(tx[name]) for name in FEE_FIELDS if tx.get(name) is not None}
 
 
-__all__ = ["ZERO_ADDRESS", "EvmChain", "Receipt"]
+__all__ = ["ZERO_ADDRESS", "EvmChain", "Receipt", "TransactionRefused"]
