@@ -220,7 +220,9 @@ async def test_point_lookups_on_the_loop_fall_back_to_the_pool_when_busy(tmp_pat
         def lookup(conn: sqlite3.Connection) -> int:
             seen.append(conn is inline)
             if conn is inline:
-                raise sqlite3.OperationalError("database is locked")
+                busy = sqlite3.OperationalError("database is locked")
+                busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # as SQLite itself sets it
+                raise busy
             return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
         assert await store._read_inline(lookup) == 1

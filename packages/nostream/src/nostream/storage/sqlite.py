@@ -503,7 +503,9 @@ class SqliteEventStore:
         try:
             return fn(conn)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            # The primary result code (the low byte of an extended one) says busy/locked.
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise StorageError(str(exc)) from exc
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
