@@ -11,6 +11,10 @@ Measures, for each relay, over real WebSockets on this machine:
 * fan-out latency from publishing one event to its arrival at each of S
   subscribers (default 1,000) p50/p99.
 
+For ours it also prints the relay's CPU per acknowledged event during ingest,
+by thread (from ``/proc/<pid>/task``: the event loop, ``sig-verify``,
+``sqlite-writer``, ``sqlite-ckpt``...), and the bench client's own CPU per event.
+
 The peer is installed into ``bench/.peer-venv`` from the hash-pinned
 ``bench/requirements-peer.txt`` (never into the project's .venv). Signed seed
 events are cached in ``bench/.cache/seed-<N>.sqlite3``.
@@ -655,7 +659,30 @@ class Result:
     fanout_p50: float = float("nan")
     fanout_p99: float = float("nan")
     fanout_received: int = 0
+    ingest_cpu: dict[str, float] = field(default_factory=dict)
+    """Relay CPU per acknowledged event during ingest, µs, by thread (ours only)."""
+    client_cpu: float = float("nan")
+    """The bench client's own CPU per acknowledged event during ingest, µs."""
     errors: list[str] = field(default_factory=list)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each thread of process ``pid``, summed by thread
+    name (``/proc/<pid>/task``; the main thread is called "event loop")."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    task_dir = Path(f"/proc/{pid}/task")
+    for task in task_dir.iterdir() if task_dir.exists() else []:
+        try:
+            stat = (task / "stat").read_text()
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        label = "event loop" if task.name == str(pid) else name
+        used[label] = used.get(label, 0.0) + seconds
+    return used
 
 
 async def measure_ingest(
@@ -929,7 +956,17 @@ async def run_suite(relay: Relay, args: argparse.Namespace, authors: list[str]) 
     log(f"{relay.name}: REQ x{args.queries}")
     await measure_req(relay.url, authors, args.queries, result, args.budget)
     log(f"{relay.name}: ingest {args.ingest} events, {args.publishers} publishers")
+    cpu_before = thread_cpu(relay.proc.pid) if relay.name == "ours" else {}
+    client_before = time.process_time()
     await measure_ingest(relay.url, batches, args.window, result, args.budget)
+    if result.ingest_ok:
+        result.client_cpu = (time.process_time() - client_before) / result.ingest_ok * 1e6
+        if cpu_before:
+            cpu_after = thread_cpu(relay.proc.pid)
+            result.ingest_cpu = {
+                name: (cpu_after[name] - cpu_before.get(name, 0.0)) / result.ingest_ok * 1e6
+                for name in sorted(cpu_after)
+            }
     log(f"{relay.name}: fan-out to {args.subscribers} subscribers")
     try:
         await measure_fanout(
@@ -1005,6 +1042,11 @@ def report(args: argparse.Namespace, ours: Result, peer: Result | None) -> None:
         f"REQ rows per query: ours {ours.req_rows:.0f}"
         + (f", nostr-relay {peer.req_rows:.0f}" if peer else "")
     )
+    if ours.ingest_cpu:
+        parts = ", ".join(f"{name} {us:.0f}" for name, us in ours.ingest_cpu.items() if us >= 0.5)
+        total = sum(ours.ingest_cpu.values())
+        print(f"ours, CPU per ingested event, µs: {total:.0f} ({parts})")
+    print(f"bench client CPU per ingested event (ours), µs: {ours.client_cpu:.0f}")
     for name, res in (("ours", ours), ("nostr-relay", peer)):
         if res is not None:
             for err in res.errors:

@@ -15,7 +15,11 @@ from nostream.storage.base import SaveOutcome, StorageError
 from nostream.storage.sqlite import MIGRATIONS, SqliteEventStore, _connect
 
 SK = b"\x0d" * 32
-VERSIONS = [(1,), (2,), (3,), (4,)]
+VERSIONS = [(1,), (2,), (3,), (4,), (5,)]
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
@@ -235,3 +239,64 @@ async def test_point_lookups_on_the_loop_fall_back_to_the_pool_when_busy(tmp_pat
             await store._read_inline(broken)
     finally:
         await store.close()
+
+
+async def test_the_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
+    limit = 256 * 1024
+    path = tmp_path / "db.sqlite3"
+    store = SqliteEventStore(path, wal_checkpoint_pages=32, wal_size_limit=limit)
+    await store.open()
+    wal = Path(f"{path}-wal")
+    largest = 0
+    try:
+        for round_ in range(40):  # about 8 MB of content, so an unbounded WAL passes 8 MB
+            events = [
+                sign_event(SK, kind=1, content=f"{round_}:{i}:" + "x" * 4000) for i in range(50)
+            ]
+            outcomes = await asyncio.gather(*(store.save(e) for e in events))
+            assert outcomes == [SaveOutcome.STORED] * 50
+            largest = max(largest, file_size(wal))
+        assert await store.count([Filter()]) == 2000
+    finally:
+        await store.close()
+    # The bound, plus what one batch of 50 events (about 300 KB) adds before the
+    # writer's checkpoint lets the WAL start over.
+    assert largest < limit + 512 * 1024, largest
+    again = SqliteEventStore(path)
+    await again.open()
+    try:
+        assert await again.count([Filter()]) == 2000  # nothing lost on the way
+    finally:
+        await again.close()
+
+
+async def test_upgrade_from_version_4_drops_the_pubkey_kind_index(tmp_path: Path) -> None:
+    path = tmp_path / "v4.sqlite3"
+    old = SqliteEventStore(path)
+    await old.open()  # today's schema, then turned back into a version-4 database
+    kept = [
+        sign_event(SK, kind=1, content="note", created_at=1000),
+        sign_event(SK, kind=7, content="+", created_at=1001),
+        sign_event(SK, kind=0, content="{}", created_at=1002),
+    ]
+    for e in kept:
+        assert await old.save(e) is SaveOutcome.STORED
+    await old.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = 5")
+        conn.execute("CREATE INDEX events_pubkey_kind ON events (pubkey, kind, created_at DESC)")
+    store = SqliteEventStore(path)
+    await store.open()
+    try:
+        author = frozenset({kept[0].pubkey})
+        for e in kept:
+            found = await store.query([Filter(authors=author, kinds=frozenset({e.kind}))], 10, 10)
+            assert found == [e]
+        assert await store.query([Filter(authors=author)], 10, 10) == kept[::-1]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert versions(conn) == VERSIONS
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "events_pubkey_kind" not in names
+        assert {"events_pubkey", "events_address", "events_created"} <= names

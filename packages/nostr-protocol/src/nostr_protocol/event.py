@@ -105,22 +105,18 @@ def _xonly_key(pubkey: str) -> PublicKeyXOnly:
 _Verify = Callable[..., int]
 
 
-def _libsecp256k1_verify(release_gil: bool) -> tuple[_Verify, int, Any] | None:
-    """libsecp256k1's ``secp256k1_schnorrsig_verify`` called through ctypes.
+def _libsecp256k1_verify() -> tuple[_Verify, int, Any] | None:
+    """libsecp256k1's ``secp256k1_schnorrsig_verify`` called through ``ctypes.PyDLL``.
 
-    With ``release_gil`` False (``ctypes.PyDLL``) the call keeps the GIL: on the
-    event loop that is cheaper than coincurve's binding, which releases it for
-    each ~50 µs check and then has to win it back from the SQLite writer
-    thread. With ``release_gil`` True (``ctypes.CDLL``) the GIL is released
-    during the check, so a background thread can check signatures while the
-    event loop runs. Returns ``(verify, context address, ffi)``, or None when
-    coincurve's library does not export the symbol (then coincurve is used).
+    The call keeps the GIL: on the event loop that is cheaper than a binding that
+    releases it for each ~50 µs check and then has to win it back from the
+    SQLite writer thread. Returns ``(verify, context address, ffi)``, or None
+    when coincurve's library does not export the symbol (then coincurve is used).
     """
     try:
         lib = importlib.import_module("coincurve._libsecp256k1")
         context = importlib.import_module("coincurve.context").GLOBAL_CONTEXT
-        dll = (ctypes.CDLL if release_gil else ctypes.PyDLL)(lib.__file__)
-        fn = dll.secp256k1_schnorrsig_verify
+        fn = ctypes.PyDLL(lib.__file__).secp256k1_schnorrsig_verify
     except (ImportError, OSError, AttributeError):
         return None
     fn.restype = ctypes.c_int
@@ -130,8 +126,22 @@ def _libsecp256k1_verify(release_gil: bool) -> tuple[_Verify, int, Any] | None:
     return fn, int(ffi.cast("uintptr_t", context.ctx)), ffi
 
 
-_VERIFY = _libsecp256k1_verify(release_gil=False)
-_VERIFY_RELEASING = _libsecp256k1_verify(release_gil=True)
+def _cffi_verify() -> tuple[_Verify, Any] | None:
+    """The same function through coincurve's cffi binding, which releases the GIL
+    for the call (so a background thread can check signatures while the event
+    loop runs) and converts its arguments several µs faster than ctypes.
+    Returns ``(verify, context)``, or None when the binding lacks it."""
+    try:
+        lib = importlib.import_module("coincurve._libsecp256k1").lib
+        context = importlib.import_module("coincurve.context").GLOBAL_CONTEXT.ctx
+        fn: _Verify = lib.secp256k1_schnorrsig_verify
+    except (ImportError, AttributeError):
+        return None
+    return fn, context
+
+
+_VERIFY = _libsecp256k1_verify()
+_VERIFY_RELEASING = _cffi_verify()
 
 
 @lru_cache(maxsize=8192)
@@ -150,12 +160,19 @@ def verify_signature(event_id: str, pubkey: str, sig: str, *, release_gil: bool 
     try:
         sig_bytes = bytes.fromhex(sig)
         message = bytes.fromhex(event_id)
-        verify = _VERIFY_RELEASING if release_gil else _VERIFY
-        if verify is None:
-            return bool(_xonly_key(pubkey).verify(sig_bytes, message))
         if len(sig_bytes) != 64:
             return False
-        fn, context, _ = verify
-        return fn(context, sig_bytes, message, len(message), _xonly_struct(pubkey)) == 1
+        if release_gil:
+            if _VERIFY_RELEASING is None:
+                return bool(_xonly_key(pubkey).verify(sig_bytes, message))
+            verify, context = _VERIFY_RELEASING
+            return (
+                verify(context, sig_bytes, message, len(message), _xonly_key(pubkey).public_key)
+                == 1
+            )
+        if _VERIFY is None:
+            return bool(_xonly_key(pubkey).verify(sig_bytes, message))
+        fn, address, _ = _VERIFY
+        return fn(address, sig_bytes, message, len(message), _xonly_struct(pubkey)) == 1
     except (ValueError, TypeError):
         return False

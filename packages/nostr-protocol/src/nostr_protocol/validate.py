@@ -15,6 +15,9 @@ from .event import Event, compute_id, verify_signature
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 
+_FIELDS = ("id", "pubkey", "sig", "created_at", "kind", "tags", "content")
+"""The fields an event must have, in the order a missing one is reported."""
+
 MAX_TIMESTAMP = 2**53 - 1
 """The largest created_at accepted (the JSON-safe integer range)."""
 
@@ -49,35 +52,38 @@ def parse_event(obj: Any) -> Event:
     """
     if not isinstance(obj, dict):
         raise InvalidEvent("event must be a JSON object")
-    for name in ("id", "pubkey", "sig", "created_at", "kind", "tags", "content"):
-        if name not in obj:
-            raise _fail(f"event has no {name}", obj)
-    event_id, pubkey, sig = obj["id"], obj["pubkey"], obj["sig"]
+    try:
+        event_id, pubkey, sig = obj["id"], obj["pubkey"], obj["sig"]
+        created_at, kind = obj["created_at"], obj["kind"]
+        raw_tags, content = obj["tags"], obj["content"]
+    except KeyError:
+        for name in _FIELDS:
+            if name not in obj:
+                raise _fail(f"event has no {name}", obj) from None
+        raise
     if not isinstance(event_id, str) or not _HEX64.fullmatch(event_id):
         raise _fail("id must be 64 lowercase hex characters", obj)
     if not isinstance(pubkey, str) or not _HEX64.fullmatch(pubkey):
         raise _fail("pubkey must be 64 lowercase hex characters", obj)
     if not isinstance(sig, str) or not _HEX128.fullmatch(sig):
         raise _fail("sig must be 128 lowercase hex characters", obj)
-    created_at, kind = obj["created_at"], obj["kind"]
     if isinstance(created_at, bool) or not isinstance(created_at, int):
         raise _fail("created_at must be an integer", obj)
     if not 0 <= created_at <= MAX_TIMESTAMP:
         raise _fail("created_at is out of range", obj)
     if isinstance(kind, bool) or not isinstance(kind, int) or not 0 <= kind <= 65535:
         raise _fail("kind must be an integer between 0 and 65535", obj)
-    content = obj["content"]
     if not isinstance(content, str):
         raise _fail("content must be a string", obj)
-    raw_tags = obj["tags"]
     if not isinstance(raw_tags, list):
         raise _fail("tags must be an array of arrays of strings", obj)
-    tags: list[tuple[str, ...]] = []
     for tag in raw_tags:
-        if not isinstance(tag, list) or not all(isinstance(v, str) for v in tag):
+        if not isinstance(tag, list):
             raise _fail("tags must be an array of arrays of strings", obj)
-        tags.append(tuple(tag))
-    return Event(event_id, pubkey, created_at, kind, tuple(tags), content, sig)
+        for value in tag:
+            if not isinstance(value, str):
+                raise _fail("tags must be an array of arrays of strings", obj)
+    return Event(event_id, pubkey, created_at, kind, tuple(map(tuple, raw_tags)), content, sig)
 
 
 def check_id(event: Event) -> None:

@@ -24,7 +24,7 @@ from nostr_protocol.validate import InvalidEvent, check_id
 
 from . import policy
 from .bus.base import EventBus
-from .config import Settings
+from .config import RateLimit, Settings
 from .metrics import Metrics
 from .payments.gate import FreePublishing, PaymentGate
 from .ratelimit.base import RateLimiter
@@ -43,6 +43,12 @@ class Verdict:
 
     accepted: bool
     message: str = ""
+
+
+_ACCEPTED = Verdict(True, "")
+_DUPLICATE = Verdict(True, "duplicate: already have this event")
+_EVENT_KEYS_CACHED = 10_000
+"""Clients whose event rate-limit keys are kept (the cache starts over past it)."""
 
 
 class Relay:
@@ -67,6 +73,8 @@ class Relay:
         self.sessions: set[Session] = set()
         self._in_flight: set[str] = set()
         """Ids being charged/stored now: a copy arriving meanwhile is not charged twice."""
+        self._event_keys: dict[str, list[tuple[str, int, float, RateLimit]]] = {}
+        """Per client IP: each event rate limit's limiter key, rate, window and rule."""
         self._free = isinstance(gate, FreePublishing)
         """With free publishing nothing is charged, so the checks made only to avoid
         charging for an event the store would refuse are left to ``store.save``."""
@@ -120,10 +128,11 @@ class Relay:
         refusal = policy.check_event(event, settings.events, now)
         if refusal is not None:
             return Verdict(False, refusal)
-        for index, rule in enumerate(settings.events.rate_limits):
-            if rule.applies_to(event.kind) and not await self.limiter.hit(
-                f"event:{index}:{client_ip}", rule.rate, rule.period_ms / 1000
-            ):
+        limits = self._event_keys.get(client_ip)
+        if limits is None:
+            limits = self._rate_limit_keys(client_ip)
+        for key, rate, seconds, rule in limits:
+            if rule.applies_to(event.kind) and not await self.limiter.hit(key, rate, seconds):
                 return Verdict(False, "rate-limited: slow down, too many events")
         ephemeral = event.kind_class is KindClass.EPHEMERAL
         found: SaveOutcome | None = None
@@ -132,7 +141,7 @@ class Relay:
             # superseded event is refused later, after its signature and auth checks.
             found = await self.store.check_new(event)
             if found is SaveOutcome.DUPLICATE:
-                return Verdict(True, "duplicate: already have this event")
+                return _DUPLICATE
         try:
             check_id(event)
         except InvalidEvent as exc:
@@ -146,6 +155,16 @@ class Relay:
             return await self._admit(event, authed, now, ephemeral, found)
         finally:
             self._in_flight.discard(event.id)
+
+    def _rate_limit_keys(self, client_ip: str) -> list[tuple[str, int, float, RateLimit]]:
+        if len(self._event_keys) >= _EVENT_KEYS_CACHED:
+            self._event_keys.clear()
+        limits = [
+            (f"event:{index}:{client_ip}", rule.rate, rule.period_ms / 1000, rule)
+            for index, rule in enumerate(self.settings.events.rate_limits)
+        ]
+        self._event_keys[client_ip] = limits
+        return limits
 
     async def _admit(
         self,
@@ -173,7 +192,7 @@ class Relay:
         if not ephemeral:
             outcome = await self.store.save(event)
             if outcome is SaveOutcome.DUPLICATE:
-                return Verdict(True, "duplicate: already have this event")
+                return _DUPLICATE
             if outcome is SaveOutcome.SHADOWED:
                 return Verdict(False, "duplicate: a newer version of this event is stored")
             if outcome is SaveOutcome.DELETED:
@@ -181,4 +200,4 @@ class Relay:
             if event.kind == DELETION_KIND:
                 await self.store.delete(event)
         await self.bus.publish(event)
-        return Verdict(True, "")
+        return _ACCEPTED

@@ -79,7 +79,8 @@ class Session:
         self.challenge = secrets.token_hex(16)
         self.authed: frozenset[str] = frozenset()
         self._ingesting: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
+        self._slot_freed: asyncio.Future[None] | None = None
+        """Set while :meth:`handle` waits for one of the EVENTs in flight to finish."""
         self._message_limits = [
             (f"msg:{index}:{client_ip}", rule.rate, rule.period_ms / 1000)
             for index, rule in enumerate(relay.settings.message_rate_limits)
@@ -125,15 +126,18 @@ class Session:
             else:
                 self._send(encode_notice("rate-limited: slow down"))
             return
+        if type(msg) is EventMessage:
+            # EVENTs run concurrently (OKs may come back out of order); REQ, COUNT,
+            # CLOSE and AUTH are handled in the order they arrive.
+            while len(self._ingesting) >= MAX_EVENTS_IN_FLIGHT:
+                self._slot_freed = asyncio.get_running_loop().create_future()
+                await self._slot_freed
+            task = asyncio.get_running_loop().create_task(self._ingest(msg.event))
+            self._ingesting.add(task)
+            task.add_done_callback(self._ingest_done)
+            return
         try:
-            if isinstance(msg, EventMessage):
-                # EVENTs run concurrently (OKs may come back out of order); REQ, COUNT,
-                # CLOSE and AUTH are handled in the order they arrive.
-                await self._slots.acquire()
-                task = asyncio.create_task(self._ingest(msg.event))
-                self._ingesting.add(task)
-                task.add_done_callback(self._ingest_done)
-            elif isinstance(msg, ReqMessage):
+            if isinstance(msg, ReqMessage):
                 await self._req(msg)
             elif isinstance(msg, CountMessage):
                 await self._count(msg)
@@ -160,7 +164,9 @@ class Session:
 
     def _ingest_done(self, task: asyncio.Task[None]) -> None:
         self._ingesting.discard(task)
-        self._slots.release()
+        freed = self._slot_freed
+        if freed is not None and not freed.done():
+            freed.set_result(None)
 
     def _refuse(self, exc: MessageError) -> None:
         if exc.subscription_id is not None:

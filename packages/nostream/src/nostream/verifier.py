@@ -19,6 +19,8 @@ import threading
 
 from nostr_protocol.event import Event, verify_signature
 
+from .threadname import name_native_thread
+
 _Job = tuple[Event, asyncio.Future[bool]]
 
 
@@ -77,6 +79,7 @@ class SignatureVerifier:
         self._jobs.put(jobs)
 
     def _run(self) -> None:
+        name_native_thread("sig-verify")
         jobs = self._jobs
         loop = self._loop
         assert loop is not None

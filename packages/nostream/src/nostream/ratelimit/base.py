@@ -29,14 +29,20 @@ class MemoryRateLimiter:
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
         now = self._clock()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - window_seconds:
+        hits = self._hits.get(key)
+        if hits is None:  # a key not seen in the window (no deque built on every hit)
+            if limit < 1:
+                return False
+            if len(self._hits) >= 100_000:
+                self._prune(now, window_seconds)
+            self._hits[key] = deque((now,))
+            return True
+        oldest = now - window_seconds
+        while hits and hits[0] <= oldest:
             hits.popleft()
         if len(hits) >= limit:
             return False
         hits.append(now)
-        if len(self._hits) > 100_000:
-            self._prune(now, window_seconds)
         return True
 
     def _prune(self, now: float, window_seconds: float) -> None:
