@@ -171,3 +171,39 @@ def test_claim_verify_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert config_module.available_cpus() == 8
     monkeypatch.undo()
     assert 1 <= config_module.available_cpus() <= (config_module.os.cpu_count() or 1)
+
+
+def test_serve_exits_2_when_the_ledger_holds_another_ilp_asset(tmp_path: Path) -> None:
+    """A problem found while starting (here: ``ILP_ASSET_CODE`` changed under a ledger
+    with Interledger balances) is one line and exit 2 too, not a traceback."""
+    import asyncio
+
+    from dassie.ledger import LedgerStore
+    from dassie.ledger.accounts import ilp_asset, peer_account
+
+    async def old_ledger() -> None:
+        store = await LedgerStore.open(tmp_path / "l.db")
+        await store.create_account(peer_account("alice"), ilp_asset("ETH"))
+        await store.close()
+
+    asyncio.run(old_ledger())
+    result = subprocess.run(
+        [sys.executable, "-m", "dassie.cli", "serve"],
+        env={
+            "RPC_AUTH_TOKEN": "x" * 40,
+            "LEDGER_DB_PATH": str(tmp_path / "l.db"),
+            "PORT": "0",
+            "ILP_ASSET_CODE": "USD",
+            "ILP_PEERS": '[{"name": "alice", "token": "' + "k" * 20 + '"}]',
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    *before, last = result.stderr.strip().splitlines()
+    assert last.startswith("dassie: configuration error: ILP_ASSET_CODE:"), result.stderr
+    assert "ilp/ETH" in last
+    # only the start-up line before it: no traceback, and what had started (the ledger,
+    # the recovery worker) was closed in order rather than torn down with warnings
+    assert [line for line in before if " INFO " not in line] == [], result.stderr

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+
+from service_runtime import run, tune_gc
 
 from .config import ConfigError, load_config
 
 
 def serve() -> int:
     from .app import build_app
+    from .ledger.migrations import MigrationError
     from .node import Node
 
     try:
@@ -34,8 +39,40 @@ def serve() -> int:
         config.ledger_db_path,
         chains or "none",
     )
-    web.run_app(app, host=config.host, port=config.port, print=None)
+    try:
+        _run(app, config.host, config.port)
+    except ConfigError as exc:  # found while starting, e.g. a changed ILP_ASSET_CODE
+        print(f"dassie: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MigrationError as exc:  # a ledger from an older version that cannot be upgraded
+        print(f"dassie: cannot upgrade the ledger: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _run(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM.
+
+    Unlike ``web.run_app``, the app's cleanup runs even when its startup fails part way
+    (say the ledger opened and the recovery workers started, then the Interledger side
+    refused its configuration), so nothing started is left behind.
+    """
+
+    async def serve_until_signalled() -> None:
+        runner = web.AppRunner(app, handle_signals=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            tune_gc()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    run(serve_until_signalled())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

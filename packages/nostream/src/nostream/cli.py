@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from service_runtime import run, tune_gc
 
 from .config import ConfigError, Settings, load_settings
 from .storage.base import StorageError
@@ -19,22 +19,6 @@ log = logging.getLogger("nostream")
 
 class StartupError(RuntimeError):
     """A part of the relay (storage, Redis, the listening socket) failed to start."""
-
-
-GC_YOUNG_THRESHOLD = 20_000
-"""Allocations between young-generation collections (Python's default is 700).
-
-Each ingested event allocates a few dozen short-lived objects (a task,
-futures, the parsed event), so with the default the collector runs every few
-events and, with its older generations, took ~5% of the relay's CPU."""
-
-
-def tune_gc() -> None:
-    """Move what startup allocated out of the collector's sight and collect less often."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def serve(settings: Settings) -> None:
@@ -61,23 +45,12 @@ async def serve(settings: Settings) -> None:
         await server.stop()
 
 
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop when it is installed (its sockets and callbacks are C,
-    which cuts the cost of writing an event to many subscribers), else on asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nostream", description="The paid Nostr relay.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="run the relay")
-    run.add_argument("--host", help="listen address (default RELAY_HOST or 0.0.0.0)")
-    run.add_argument("--port", type=int, help="listen port (default RELAY_PORT or 8008)")
+    serve_command = sub.add_parser("serve", help="run the relay")
+    serve_command.add_argument("--host", help="listen address (default RELAY_HOST or 0.0.0.0)")
+    serve_command.add_argument("--port", type=int, help="listen port (default RELAY_PORT or 8008)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stdout,
@@ -96,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host or settings.host,
                 port=settings.port if args.port is None else args.port,
             )
-        run_event_loop(serve(settings))
+        run(serve(settings))
     except (ConfigError, PaymentConfigError) as exc:
         print(f"nostream: configuration error: {exc}", file=sys.stderr)
         return 2
