@@ -18,9 +18,16 @@ answered only once its claim row and credit are committed. Prints a table.
   client in this process, over 1 and 4 WebSocket connections.
 
 "per CPU-s" divides by the CPU time of this process (all threads) plus that of
-the node's recovery workers, so it counts all the work a claim costs.
+the node's recovery workers, so it counts all the work a claim costs. For the
+in-process row, "node µs" is this process's CPU time (event loop and ledger
+writer thread) per claim and "worker µs" the recovery workers' CPU time per claim.
+
+Everything runs on the event loop ``dassie serve`` uses: uvloop when it is
+installed (``--loop asyncio`` for asyncio's own), with the garbage collector set as
+``dassie serve`` sets it (``service_runtime.tune_gc``).
 
     .venv/bin/python bench/claims_bench.py [--claims 20000] [--channels 200] [--workers N]
+        [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import os
 import tempfile
 import time
@@ -45,6 +53,7 @@ from dassie.ledger import LedgerStore
 from dassie.testing import RELAY, SENDER_KEY, TOKEN, claim_params, make_channel, running_node
 from payment_channel.claim import recover_claim_signer, sign_claim
 from payment_channel.tag import parse_fields
+from service_runtime import tune_gc
 
 
 def presign(source: InMemoryChannelSource, claims: int, channels: int) -> list[dict[str, str]]:
@@ -67,34 +76,39 @@ def _cpu_of(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+Rates = tuple[float, float, float | None, float | None]
+"""Per wall second, per CPU second, and CPU µs per claim in this process and in the workers."""
+
+
 class Clock:
     """Wall time, and CPU time of this process (all threads) and ``workers``, since creation."""
 
     def __init__(self, workers: list[int] | None = None) -> None:
         self.workers = workers or []
         self.wall = time.perf_counter()
-        self.cpu = time.process_time() + _cpu_of(self.workers)
+        self.own = time.process_time()
+        self.others = _cpu_of(self.workers)
 
-    def rates(self, count: int) -> tuple[float, float]:
-        """(per wall second, per CPU second): the second is steadier on a busy machine."""
+    def rates(self, count: int) -> Rates:
+        """Rates and CPU per claim: the CPU figures are steadier on a busy machine."""
         wall = time.perf_counter() - self.wall
-        cpu = time.process_time() + _cpu_of(self.workers) - self.cpu
-        return count / wall, count / cpu
+        own = time.process_time() - self.own
+        others = _cpu_of(self.workers) - self.others
+        return count / wall, count / (own + others), own / count * 1e6, others / count * 1e6
 
 
-def recover_only(claims: int) -> tuple[float, float]:
+def recover_only(claims: int) -> Rates:
     """The floor: recover_claim_signer alone, one core, no node."""
     channel = bytes(32)
     signed = [(n, sign_claim(SENDER_KEY, channel, n, n)) for n in range(1, claims + 1)]
     clock = Clock()
     for n, signature in signed:
         recover_claim_signer(channel, n, n, signature)
-    return clock.rates(claims)
+    rate, cpu_rate, _, _ = clock.rates(claims)
+    return rate, cpu_rate, None, None
 
 
-async def in_process(
-    claims: int, channels: int, workers: int, workdir: Path
-) -> tuple[float, float]:
+async def in_process(claims: int, channels: int, workers: int, workdir: Path) -> Rates:
     store = await LedgerStore.open(workdir / "inproc.db")
     source = InMemoryChannelSource("TEST", RELAY)
     pool = RecoveryPool(workers) if workers > 0 else None
@@ -121,9 +135,7 @@ async def in_process(
     return rates
 
 
-async def over_rpc(
-    claims: int, channels: int, connections: int, workdir: Path
-) -> tuple[float, float]:
+async def over_rpc(claims: int, channels: int, connections: int, workdir: Path) -> Rates:
     async with running_node(workdir / f"rpc{connections}.db") as node:
         params = presign(node.source, claims, channels)
         shards = [params[i::connections] for i in range(connections)]
@@ -158,18 +170,19 @@ async def over_rpc(
             recovery = node.node.recovery
             clock = Clock(recovery.pids if recovery is not None else None)
             await asyncio.gather(*(drive(ws, s) for ws, s in zip(sockets, shards, strict=True)))
-            rates = clock.rates(len(params))
+            rate, cpu_rate, _, _ = clock.rates(len(params))
+            rates = rate, cpu_rate, None, None  # node and client share this process
             for ws in sockets:
                 await ws.close()
     return rates
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--claims", type=int, default=20000)
-    parser.add_argument("--channels", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=default_verify_workers())
-    args = parser.parse_args()
+def _uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+async def main(args: argparse.Namespace) -> None:
+    tune_gc()  # the collector's settings of `dassie serve`, for the node in this process
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         rows = [
@@ -190,14 +203,35 @@ async def main() -> None:
                 None,
             ),
         ]
-    print(f"{'mode':<26}{'claims/s':>10}{'per CPU-s':>11}{'target':>9}")
-    for name, (rate, cpu_rate), target in rows:
+    print(
+        f"{'mode':<26}{'claims/s':>10}{'per CPU-s':>11}{'node µs':>9}{'worker µs':>11}{'target':>9}"
+    )
+    for name, (rate, cpu_rate, own, others), target in rows:
         goal = "" if target is None else f"{target:,}"
-        print(f"{name:<26}{rate:>10,.0f}{cpu_rate:>11,.0f}{goal:>9}")
+        node = "" if own is None else f"{own:.1f}"
+        worker = "" if others is None else f"{others:.1f}"
+        print(f"{name:<26}{rate:>10,.0f}{cpu_rate:>11,.0f}{node:>9}{worker:>11}{goal:>9}")
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"recovery workers: {args.workers} in process; RPC rows: the node's default")
+    print(f"event loop: {args.loop}")
     print("RPC rows: client and node share this process (and its CPU time).")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--claims", type=int, default=20000)
+    parser.add_argument("--channels", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=default_verify_workers())
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop" if _uvloop_installed() else "asyncio",
+        help="the event loop (default: uvloop when installed, as `dassie serve` runs)",
+    )
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))

@@ -21,7 +21,7 @@ from aiohttp import web
 from dassie.app import build_app
 from dassie.config import ConfigError
 from dassie.ilp import service_of
-from dassie.ilp.accounts import NODE, peer_account, prepaid_account
+from dassie.ilp.accounts import NODE, ilp_asset, peer_account, prepaid_account, revenue_account
 from dassie.ilp.btp import FrameWriter
 from dassie.ilp.config import load_ilp_config
 from dassie.ledger import LedgerStore
@@ -151,7 +151,7 @@ async def test_stream_payment_credits_prepaid_balance(
             {"pubkey": PUBKEY, "amount": "0"},
         ):
             assert (await rpc(n2.url, "payment.spendPrepaid", bad))["error"]["code"] == -32602
-        assert balances(n2.node)["revenue/relay"] == -600
+        assert balances(n2.node)[revenue_account(ilp_asset("ETH"))] == -600
         assert_consistent(n2.node)
 
         # The SPSP answer itself: a fresh connection under node2's address.
@@ -376,10 +376,12 @@ async def test_holds_left_by_a_crash_are_voided_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await LedgerStore.open(tmp_path / "node1.db")
-    for path in (NODE, peer_account("node2"), "revenue/relay", "assets/other"):
-        await store.ensure_account(path)
+    for path in (NODE, peer_account("node2")):
+        await store.ensure_account(path, ilp_asset("ETH"))
+    for path in ("revenue/relay/LOCAL/ETH", "assets/other"):
+        await store.ensure_account(path, "LOCAL/ETH")
     stale = await store.create_pending(NODE, peer_account("node2"), 5)
-    unrelated = await store.create_pending("assets/other", "revenue/relay", 3)
+    unrelated = await store.create_pending("assets/other", "revenue/relay/LOCAL/ETH", 3)
     await store.close()
     peer = {"name": "node2", "token": LINK_TOKEN, "routes": ["test.node2"]}
     async with node(tmp_path, "node1", [peer], monkeypatch) as n1:

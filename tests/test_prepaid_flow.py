@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dassie.ilp import service_of
-from dassie.ilp.accounts import NODE, REVENUE, peer_account, prepaid_account
+from dassie.ilp.accounts import NODE, ilp_asset, peer_account, prepaid_account, revenue_account
 from nostr_pay.devstack import DevStack, StackConfig, unlimited_settings
 from nostr_pay.relay import RelayConnection
 from nostr_protocol.event import Event
@@ -35,6 +35,9 @@ MAX_PACKET = 2 * PRICE  # node A's packets from B: the payment goes in several
 RELAY_NODE_ADDRESS = "test.relaynode"
 
 pytestmark = pytest.mark.slow
+
+ILP_ASSET = ilp_asset("ETH")
+REVENUE = revenue_account(ILP_ASSET)  # where spent prepaid balances go
 
 
 @pytest.fixture
@@ -162,7 +165,9 @@ async def test_interledger_payment_funds_publishing_until_spent(
         assert_consistent(payer.node)
 
     after = await ledger_of(stack)
-    assert sum(int(a["balance"]) for a in after.values()) == 0
+    for asset in {a["asset"] for a in after.values()}:  # each asset sums to zero
+        assert sum(int(a["balance"]) for a in after.values() if a["asset"] == asset) == 0
+    assert after[REVENUE]["asset"] == ILP_ASSET  # prepaid spend is revenue in the ILP asset
     assert all(int(a["pending"]) == 0 for a in after.values())
     spent = funded - left
     assert spent == 5 * PRICE + LONG_PRICE

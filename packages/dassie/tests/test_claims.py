@@ -8,9 +8,11 @@ import pytest
 from dassie.claims.channels import InMemoryChannelSource
 from dassie.claims.recovery import RecoveryPool
 from dassie.claims.service import ClaimService, VerificationUnavailable
-from dassie.ledger import REVENUE, LedgerStore, channel_account
+from dassie.ledger import LedgerStore, channel_account, revenue_account
 from dassie.testing import RELAY, claim_params, make_channel
 from payment_channel.claim import SECP256K1_N
+
+REVENUE = revenue_account("TEST/ETH")  # make_channel's channels are ETH on chain TEST
 
 
 @pytest.fixture(params=["inline", "pool"])

@@ -127,7 +127,7 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> 
                             "jsonrpc": "2.0",
                             "id": 1,
                             "method": "ledger.getBalance",
-                            "params": {"account": "revenue/relay"},
+                            "params": {"account": "revenue/relay/LOCAL/ETH"},
                         }
                     ).decode()
                 )

@@ -11,6 +11,7 @@ from dassie.ledger import (
     Ledger,
     LedgerError,
     LedgerStore,
+    LedgerUnavailable,
     LimitExceeded,
     TransferNotPending,
     UnknownAccount,
@@ -18,6 +19,8 @@ from dassie.ledger import (
 )
 
 PATHS = ["a/one", "a/two", "b/three", "peer/x/settlement"]
+ASSETS = {"a/one": "X", "a/two": "X", "b/three": "Y", "peer/x/settlement": "Y"}
+"""Two assets: a transfer between them must be refused like any other bad operation."""
 
 operation = st.one_of(
     st.tuples(
@@ -36,8 +39,8 @@ operation = st.one_of(
 def test_random_operations_keep_the_ledger_balanced(ops: list[tuple]) -> None:
     ledger = Ledger()
     for path in PATHS:
-        ledger.create_account(path)
-    ledger.create_account("limited", min_balance=-500)
+        ledger.create_account(path, ASSETS[path])
+    ledger.create_account("limited", "X", min_balance=-500)
     finished: set[int] = set()
     for op in ops:
         kind = op[0]
@@ -60,8 +63,8 @@ def test_random_operations_keep_the_ledger_balanced(ops: list[tuple]) -> None:
 
 def test_two_phase_and_errors() -> None:
     ledger = Ledger()
-    ledger.create_account("x")
-    ledger.create_account("y", min_balance=-10)
+    ledger.create_account("x", "X")
+    ledger.create_account("y", "X", min_balance=-10)
     tid, _ = ledger.create_pending("x", "y", 7)
     assert ledger.accounts["y"].pending == -7 and ledger.accounts["y"].balance == 0
     with pytest.raises(LimitExceeded):
@@ -79,15 +82,15 @@ def test_two_phase_and_errors() -> None:
     with pytest.raises(LedgerError):
         ledger.transfer("x", "x", 1)
     with pytest.raises(LedgerError):
-        ledger.create_account("bad path!")
+        ledger.create_account("bad path!", "X")
     ledger.check_invariant()
 
 
 async def test_store_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     store = await LedgerStore.open(path)
-    await store.create_account("a")
-    await store.create_account("b", min_balance=-100)
+    await store.create_account("a", "X")
+    await store.create_account("b", "X", min_balance=-100)
     pending = await store.create_pending("a", "b", 30)
     done = await store.create_pending("a", "b", 20)
     await store.post(done)
@@ -118,8 +121,8 @@ async def test_many_concurrent_operations_are_group_committed(tmp_path: Path) ->
     import asyncio
 
     store = await LedgerStore.open(tmp_path / "ledger.db")
-    await store.create_account("a")
-    await store.create_account("b")
+    await store.create_account("a", "X")
+    await store.create_account("b", "X")
     before = store.commits
     await asyncio.gather(*(store.transfer("a", "b", 1) for _ in range(500)))
     assert store.commits - before < 500  # batched
@@ -158,3 +161,55 @@ async def test_a_ledger_from_before_event_ids_is_upgraded_in_place(tmp_path: Pat
         assert reopened.best_claims["0xaa"].event_id == "ef" * 32
     finally:
         await reopened.close()
+
+
+async def test_claim_heads_replace_the_unique_index_of_an_older_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE claims (
+            seq INTEGER PRIMARY KEY,
+            channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+            claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
+            delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
+            event_id TEXT,
+            UNIQUE (channel_id, nonce)
+        );
+        INSERT INTO claims VALUES (1, '0xaa', 'TEST', '10', '1', '0xs1', '10', NULL, 1.0, NULL);
+        INSERT INTO claims VALUES (2, '0xbb', 'TEST', '5', '9', '0xs2', '5', NULL, 2.0, 'e1');
+        INSERT INTO claims VALUES (3, '0xaa', 'TEST', '30', '10', '0xs3', '20', NULL, 3.0, NULL);
+        """
+    )
+    conn.close()
+    rows_before = sqlite3.connect(path).execute("SELECT * FROM claims ORDER BY seq").fetchall()
+    store = await LedgerStore.open(path)
+    await store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT * FROM claims ORDER BY seq").fetchall() == rows_before
+        assert not [r for r in db.execute("PRAGMA index_list(claims)") if r[3] == "u"]
+        heads = db.execute("SELECT * FROM claim_heads ORDER BY channel_id").fetchall()
+        assert heads == [("0xaa", "10", 3), ("0xbb", "9", 2)]
+    finally:
+        db.close()
+
+    store = await LedgerStore.open(path)  # a second open changes nothing
+    try:
+        assert store.best_claims["0xaa"].nonce == 10
+        assert store.best_claims["0xbb"].event_id == "e1"
+        # Nonce 10 is not above 9 as text ("10" < "9"), but is as a number: accepted.
+        await store.commit(Changes(), claims=[ClaimRecord("0xbb", "TEST", 8, 10, "0xs4", 3)])
+        # The database itself refuses a nonce that is not above the channel's last.
+        with pytest.raises(LedgerUnavailable) as refused:
+            await store.commit(Changes(), claims=[ClaimRecord("0xaa", "TEST", 40, 10, "0xs5", 10)])
+        assert "not above" in str(refused.value)
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone() == (4,)
+        heads = db.execute("SELECT * FROM claim_heads ORDER BY channel_id").fetchall()
+        assert heads == [("0xaa", "10", 3), ("0xbb", "10", 4)]
+    finally:
+        db.close()

@@ -46,8 +46,11 @@ async def test_metrics_follow_accepted_claims(tmp_path: Path) -> None:
         after = await scrape(running.url)
         assert sample(after, 'dassie_claims_accepted_total{currency="ETH"}') == 2
         assert sample(after, 'dassie_claims_credited_total{currency="ETH"}') == 250
-        assert sample(after, 'dassie_ledger_balance{account="revenue/relay"}') == -250
-        assert sample(after, 'dassie_ledger_balance{account="assets/channel/TEST"}') == 250
+        revenue = 'account="revenue/relay/TEST/ETH",asset="TEST/ETH"'
+        assert sample(after, f"dassie_ledger_balance{{{revenue}}}") == -250
+        receivables = 'account="assets/channel/TEST",asset="TEST/ETH"'
+        assert sample(after, f"dassie_ledger_balance{{{receivables}}}") == 250
+        assert sample(after, f"dassie_ledger_accounts{{{receivables}}}") == 1
         assert sample(after, "dassie_channels_paying") == 1
         assert sample(after, 'dassie_chain_up{chain="TEST"}') == 1
         assert channel.channel_id[2:] not in after  # aggregates only
@@ -56,7 +59,7 @@ async def test_metrics_follow_accepted_claims(tmp_path: Path) -> None:
 def test_account_kinds_drop_ids_only() -> None:
     assert account_kind("assets/channel/LOCAL/0x" + "ab" * 32) == "assets/channel/LOCAL"
     assert account_kind("liabilities/prepaid/" + "cd" * 32) == "liabilities/prepaid"
-    assert account_kind("revenue/relay") == "revenue/relay"
+    assert account_kind("revenue/relay/LOCAL/ETH") == "revenue/relay/LOCAL/ETH"
     assert account_kind("expenses/gas/BASE") == "expenses/gas/BASE"
 
 

@@ -24,7 +24,8 @@ from dassie.claims.recovery_worker import (
 from dassie.claims.service import ClaimService
 from dassie.ledger import LedgerStore
 from dassie.testing import RELAY, SENDER, SENDER_KEY, claim_params, make_channel
-from payment_channel.claim import SECP256K1_N, sign_claim, signed_message_hash, split_signature
+from payment_channel._recover import single_thread_recoverer
+from payment_channel.claim import SECP256K1_N, claim_message, sign_claim, split_signature
 
 CHANNEL = bytes.fromhex("cd" * 32)
 OTHER_KEY = bytes.fromhex("33" * 32)
@@ -32,10 +33,10 @@ OTHER_KEY = bytes.fromhex("33" * 32)
 
 def _unrecoverable_r() -> bytes:
     """An r that is no curve point's x: a signature with it never recovers."""
-    message_hash = bytes(32)
+    message = bytes(96)
     for x in range(1, 1000):
         compact = x.to_bytes(32, "big") + (1).to_bytes(32, "big") + b"\x00"
-        if recover_inline(message_hash, compact) is None:
+        if recover_inline(message, compact) is None:
             return x.to_bytes(32, "big")
     raise AssertionError("unreachable")
 
@@ -47,7 +48,7 @@ def items(count: int) -> list[tuple[bytes, bytes]]:
     """Wrong-key, valid, high-s and garbage (hash, r || s || recid) pairs, in turn."""
     out = []
     for n in range(1, count + 1):
-        message_hash = signed_message_hash(CHANNEL, n, n)
+        message = claim_message(CHANNEL, n, n)
         key = SENDER_KEY if n % 4 != 1 else OTHER_KEY
         compact = split_signature(sign_claim(key, CHANNEL, n, n))
         if n % 4 == 2:  # high s: libsecp256k1 recovers it (the low-s rule is checked before)
@@ -55,7 +56,7 @@ def items(count: int) -> list[tuple[bytes, bytes]]:
             compact = compact[:32] + s.to_bytes(32, "big") + bytes([compact[64] ^ 1])
         elif n % 4 == 3:  # garbage: random, or an r off the curve
             compact = (os.urandom(32) if n % 8 == 3 else GARBAGE_R) + os.urandom(32) + b"\x01"
-        out.append((message_hash, compact))
+        out.append((message, compact))
     return out
 
 
@@ -106,6 +107,12 @@ def test_wire_format_round_trip_and_errors() -> None:
     answers = decode_answers(answer_batch(frame[4:]))
     assert answers == [recover_inline(h, c) for h, c in batch]
     assert any(a is None for a in answers) and answers[3] == bytes.fromhex(SENDER[2:])
+    # The worker's recoverer (buffers reused from item to item) answers the same,
+    # including for a recovery id above 3 and after a failed item.
+    odd = [(batch[0][0], batch[0][1][:64] + b"\x04"), *batch, *batch]
+    body = encode_batch(odd)[4:]
+    assert answer_batch(body, single_thread_recoverer()) == answer_batch(body)
+    assert decode_answers(answer_batch(body))[0] is None
     with pytest.raises(ProtocolError):
         encode_batch([(bytes(31), bytes(65))])
     with pytest.raises(ProtocolError):

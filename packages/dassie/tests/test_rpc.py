@@ -70,13 +70,20 @@ async def test_methods_and_errors_keep_the_connection(tmp_path: Path) -> None:
             state = await call(ws, "payment.getChannelState", {"channelId": channel.channel_id})
             assert state["result"]["bestClaim"]["nonce"] == "1"
             assert state["result"]["channel"]["deposit"] == str(channel.deposit)
-            balance = await call(ws, "ledger.getBalance", {"account": "revenue/relay"})
+            balance = await call(ws, "ledger.getBalance", {"account": "revenue/relay/TEST/ETH"})
             assert balance["result"]["balance"] == "-5"
+            assert balance["result"]["asset"] == "TEST/ETH"
             accounts = await call(ws, "ledger.getAccounts", {})
-            assert {a["account"] for a in accounts["result"]["accounts"]} == {
-                "revenue/relay",
-                f"assets/channel/TEST/{channel.channel_id}",
+            assert {(a["account"], a["asset"]) for a in accounts["result"]["accounts"]} == {
+                ("revenue/relay/TEST/ETH", "TEST/ETH"),
+                (f"assets/channel/TEST/{channel.channel_id}", "TEST/ETH"),
             }
+            only = await call(ws, "ledger.getAccounts", {"asset": "TEST/ETH", "prefix": "rev"})
+            assert [a["account"] for a in only["result"]["accounts"]] == ["revenue/relay/TEST/ETH"]
+            none = await call(ws, "ledger.getAccounts", {"asset": "TEST/USDC"})
+            assert none["result"]["accounts"] == []
+            bad = await call(ws, "ledger.getAccounts", {"asset": 5})
+            assert bad["error"]["code"] == -32602
             settle = await call(ws, "settlement.settleChannel", {"channelId": channel.channel_id})
             assert settle["error"]["code"] == -32000  # no EVM chain here
 
@@ -120,7 +127,7 @@ async def test_many_requests_in_flight_answered_by_id(tmp_path: Path) -> None:
             assert all(
                 a["result"]["channel"]["channelId"] == expected[i] for i, a in answers.items()
             )
-        assert node.node.store.balance("revenue/relay").balance == -60 * len(channels)
+        assert node.node.store.balance("revenue/relay/TEST/ETH").balance == -60 * len(channels)
 
 
 async def test_health(tmp_path: Path) -> None:
@@ -182,7 +189,7 @@ async def test_a_batch_answers_each_entry_in_one_array(tmp_path: Path) -> None:
             assert by_id["version"]["error"]["code"] == -32600
             assert by_id["ok"]["result"]["credited"] == "3"
             # The three first claims and the last one were credited, nothing else.
-            assert node.node.store.balance("revenue/relay").balance == -(3 * 7 + 3)
+            assert node.node.store.balance("revenue/relay/TEST/ETH").balance == -(3 * 7 + 3)
             # The connection still serves single requests.
             info = await call(ws, "node.getInfo", {}, rid=99)
             assert info["id"] == 99 and "result" in info

@@ -11,12 +11,14 @@ import aiohttp
 import orjson
 from aiohttp import web
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.logs import DISCARD
 
 from dassie.app import build_app
-from dassie.claims.channels import ChainUnavailable
+from dassie.claims.channels import ChainUnavailable, ChannelState
 from dassie.claims.service import VerificationUnavailable
 from dassie.config import load_config
 from dassie.node import Node
+from dassie.settlement.evm import EvmChain
 from dassie.testing import TOKEN, claim_params, open_channel
 from devchain.testing import DevchainHandle, running_devchain
 
@@ -107,9 +109,9 @@ async def test_settle_channel_pays_the_relay(tmp_path: Path) -> None:
 
             balances = {a.path: a.balance for a in node.store.accounts()}
             assert balances[f"assets/channel/LOCAL/{channel_id}"] == 0
-            assert balances["assets/onchain/LOCAL"] == amounts[-1] - gas
+            assert balances["assets/onchain/LOCAL/ETH"] == amounts[-1] - gas
             assert balances["expenses/gas/LOCAL"] == gas
-            assert balances["revenue/relay"] == -amounts[-1]
+            assert balances["revenue/relay/LOCAL/ETH"] == -amounts[-1]
             node.store.ledger.check_invariant()
 
             late = claim_params(channel_id, 8 * 10**15, 4, key=key)
@@ -183,6 +185,40 @@ async def test_channels_are_learnt_from_logs(tmp_path: Path) -> None:
             "ETH",
         )
         assert other not in node.claims.channels  # pays someone else
+
+
+async def test_a_channel_opened_while_running_is_learnt_from_its_log_alone(
+    tmp_path: Path,
+) -> None:
+    """After the first poll, a new ChannelOpened log is the channel's state: no getChannel."""
+    async with running_devchain() as chain:
+        before = await open_to_relay(chain, 10**17, int(time.time()) + 2 * DAY)
+        async with evm_node(chain, tmp_path) as (node, rpc, _):
+            source = node.sources[0]
+            assert isinstance(source, EvmChain)
+            # Learnt by the first poll (from the chain), which sets its log cursor next.
+            await asyncio.wait_for(node.claims.wait_known(before), 30)
+            asked: list[str] = []
+            get_channel = source.get_channel
+
+            async def counting(channel_id: str) -> ChannelState | None:
+                asked.append(channel_id)
+                return await get_channel(channel_id)
+
+            source.get_channel = counting  # type: ignore[method-assign]
+            expiration = int(time.time()) + 2 * DAY
+            channel_id = await open_to_relay(chain, 10**17, expiration)
+            learnt = await asyncio.wait_for(node.claims.wait_known(channel_id), 30)
+            assert (learnt.deposit, learnt.sender, learnt.expiration, learnt.closed) == (
+                10**17,
+                chain.accounts[1][0],
+                expiration,
+                False,
+            )
+            params = claim_params(channel_id, 10**15, 1, key=sender_key(chain))
+            answer = await rpc.call("payment.verifyPaymentClaim", params)
+            assert answer["result"]["valid"] is True, answer
+            assert asked == []
 
 
 async def test_unreachable_chain_degrades_health(tmp_path: Path) -> None:
@@ -365,3 +401,119 @@ async def test_a_close_the_chain_refuses_leaves_the_chain_healthy(tmp_path: Path
             assert answer["result"] == {"valid": False, "reason": "channel-closed"}
             assert node.store.settlements == {}
         await w3.provider.disconnect()
+
+
+async def send_tx(w3: AsyncWeb3[Any], key: str, call: Any) -> Any:
+    """Sign and send a contract call from ``key``; returns the mined receipt."""
+    from eth_account import Account
+
+    sender = Account.from_key(key)
+    tx = await call.build_transaction(
+        {
+            "from": sender.address,
+            "nonce": await w3.eth.get_transaction_count(sender.address, "pending"),
+            "chainId": await w3.eth.chain_id,
+        }
+    )
+    signed = sender.sign_transaction(tx)
+    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.05)
+    assert receipt["status"] == 1
+    return receipt
+
+
+async def open_token_channel(
+    w3: AsyncWeb3[Any], chain: DevchainHandle, deposit: int, expiration: int
+) -> tuple[str, Any]:
+    """Deploy the test ERC-20 (symbol ``TEST``), fund the sender and open a channel in it
+    to the relay; returns the channel id and the token contract."""
+    from payment_channel.artifacts import load_artifact
+
+    artifact = load_artifact("TestToken")
+    deployer = chain.accounts[0][1]
+    receipt = await send_tx(
+        w3, deployer, w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor()
+    )
+    token = w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+    sender_addr, sender = chain.accounts[1]
+    factory = w3.eth.contract(
+        address=AsyncWeb3.to_checksum_address(chain.factory_address),
+        abi=load_artifact("ChannelFactory").abi,
+    )
+    await send_tx(w3, deployer, token.functions.mint(sender_addr, deposit))
+    await send_tx(w3, sender, token.functions.approve(factory.address, deposit))
+    receipt = await send_tx(
+        w3,
+        sender,
+        factory.functions.openChannel(token.address, chain.accounts[2][0], deposit, expiration),
+    )
+    (event,) = factory.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)
+    return "0x" + bytes(event["args"]["channelId"]).hex(), token
+
+
+async def test_a_token_channel_pays_out_in_the_token_and_gas_in_eth(tmp_path: Path) -> None:
+    async with running_devchain() as chain:
+        w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
+        channel_id, token = await open_token_channel(w3, chain, 10**18, int(time.time()) + DAY * 2)
+        relay_addr = chain.accounts[2][0]
+        key = sender_key(chain)
+        assets = f"ETH,TEST={token.address}"
+        async with evm_node(chain, tmp_path, SETTLEMENT_LOCAL_ASSETS=assets) as (node, rpc, _):
+            for nonce, amount in enumerate([4 * 10**15, 9 * 10**15], 1):
+                params = claim_params(channel_id, amount, nonce, key=key, currency="TEST")
+                answer = await rpc.call("payment.verifyPaymentClaim", params)
+                assert answer["result"]["valid"] is True, answer
+            settled = await rpc.call("settlement.settleChannel", {"channelId": channel_id})
+            assert node.settlement is not None
+            record = await node.settlement.wait_booked(settled["result"]["txHash"])
+            assert record.status == "mined" and record.gas_cost
+            gas = record.gas_cost
+            assert await token.functions.balanceOf(relay_addr).call() == 9 * 10**15
+
+            accounts = {a.path: (a.asset, a.balance) for a in node.store.accounts()}
+            assert accounts == {
+                f"assets/channel/LOCAL/{channel_id}": ("LOCAL/TEST", 0),
+                "revenue/relay/LOCAL/TEST": ("LOCAL/TEST", -9 * 10**15),
+                "assets/onchain/LOCAL/TEST": ("LOCAL/TEST", 9 * 10**15),  # the payout
+                "assets/onchain/LOCAL/ETH": ("LOCAL/ETH", -gas),  # gas, out of the coin
+                "expenses/gas/LOCAL": ("LOCAL/ETH", gas),
+            }
+            node.store.ledger.check_invariant()
+        await w3.provider.disconnect()
+
+
+async def test_probe_checks_the_chain_id_first_and_after_a_failure() -> None:
+    async with running_devchain() as chain:
+        env = {
+            "RPC_AUTH_TOKEN": TOKEN,
+            "SETTLEMENT_LOCAL_ENABLED": "true",
+            "SETTLEMENT_LOCAL_RPC_URL": chain.url,
+            "SETTLEMENT_LOCAL_FACTORY_ADDRESS": chain.factory_address,
+            "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": chain.accounts[2][1],
+        }
+        wrong = EvmChain(load_config({**env, "SETTLEMENT_LOCAL_CHAIN_ID": "1"}).chains[0])
+        try:
+            await wrong.probe()
+        except ChainUnavailable as exc:
+            assert "expected 1" in str(exc)
+        else:
+            raise AssertionError("a probe of the wrong chain must fail")
+        assert wrong.status == "unreachable"
+
+        right = EvmChain(load_config(env).chains[0])
+        asked: list[str] = []
+        make_request = right.w3.provider.make_request
+
+        async def counting(method: Any, params: Any) -> Any:
+            asked.append(str(method))
+            return await make_request(method, params)
+
+        right.w3.provider.make_request = counting  # type: ignore[method-assign]
+        await right.probe()
+        await right.probe()
+        assert asked.count("eth_chainId") == 1 and asked.count("eth_blockNumber") == 2
+        right._failed(ConnectionError("went away"))  # as a failed call records it
+        await right.probe()
+        assert asked.count("eth_chainId") == 2 and right.status == "ok"
+        for source in (wrong, right):
+            await source.w3.provider.disconnect()

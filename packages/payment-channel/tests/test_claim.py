@@ -23,7 +23,7 @@ from payment_channel.claim import (
     signed_message_hash,
     split_signature,
 )
-from payment_channel.keccak import to_checksum_address
+from payment_channel.keccak import keccak256, to_checksum_address
 
 KEY = bytes.fromhex("22" * 32)
 CHANNEL = bytes.fromhex("ab" * 32)
@@ -112,3 +112,35 @@ def test_checksum_matches_eip55() -> None:
     for bad in ("0x1234", "0x" + "zz" * 20, b"\x00" * 19):
         with pytest.raises(ValueError):
             to_checksum_address(bad)
+
+
+def test_signature_range_boundaries_and_claim_field_checks() -> None:
+    good = sign_claim(KEY, CHANNEL, 5, 1)
+    half_n = SECP256K1_N // 2
+    for r, s, ok in [
+        (SECP256K1_N - 1, 1, True),
+        (1, half_n, True),
+        (1, half_n + 1, False),
+        (SECP256K1_N, 1, False),
+        (2**256 - 1, 1, False),
+        (0, 1, False),
+    ]:
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big") + good[64:]
+        if ok:
+            assert split_signature(sig) == sig[:64] + bytes([good[64] - 27])
+        else:
+            with pytest.raises(InvalidSignature, match="out of range"):
+                split_signature(sig)
+    for channel, amount, nonce in [
+        (CHANNEL[:31], 1, 1),
+        (CHANNEL + b"\x00", 1, 1),
+        (CHANNEL, -1, 1),
+        (CHANNEL, 1, 2**256),
+    ]:
+        with pytest.raises(ValueError):
+            claim_digest(channel, amount, nonce)
+        with pytest.raises(ValueError):
+            signed_message_hash(channel, amount, nonce)
+    assert signed_message_hash(CHANNEL, 2**256 - 1, 0) == keccak256(
+        b"\x19Ethereum Signed Message:\n32" + claim_digest(CHANNEL, 2**256 - 1, 0)
+    )

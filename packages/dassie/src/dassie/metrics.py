@@ -1,6 +1,6 @@
 """``GET /metrics``: the node in Prometheus' text format, read from its state at scrape time.
 
-What an operator watches: ledger balances by kind of account, claims accepted
+What an operator watches: ledger balances by kind of account and asset, claims accepted
 and what they credited per currency, settlements by status, and each chain's
 reachability. Only aggregates: no channel id, pubkey or peer name appears, so
 the number of series stays small and nothing identifies a user.
@@ -57,12 +57,12 @@ class NodeMetrics:
         self.credited[currency] += record.delta
 
     def render(self, node: Node) -> str:
-        balances: Counter[str] = Counter()
-        accounts: Counter[str] = Counter()
+        balances: Counter[tuple[str, str]] = Counter()
+        accounts: Counter[tuple[str, str]] = Counter()
         for path, account in node.store.ledger.accounts.items():
-            kind = account_kind(path)
-            balances[kind] += account.balance
-            accounts[kind] += 1
+            key = (account_kind(path), account.asset)
+            balances[key] += account.balance
+            accounts[key] += 1
         settlements = Counter(r.status for r in node.store.settlements.values())
         now = time.time()
         chains: list[tuple[dict[str, str], float]] = []
@@ -78,14 +78,14 @@ class NodeMetrics:
             *family(
                 "dassie_ledger_balance",
                 "gauge",
-                "Sum of posted balances (base units) by kind of account.",
-                [({"account": k}, v) for k, v in sorted(balances.items())],
+                "Sum of posted balances (the asset's base units) by kind of account and asset.",
+                [({"account": k, "asset": a}, v) for (k, a), v in sorted(balances.items())],
             ),
             *family(
                 "dassie_ledger_accounts",
                 "gauge",
-                "Ledger accounts by kind.",
-                [({"account": k}, v) for k, v in sorted(accounts.items())],
+                "Ledger accounts by kind and asset.",
+                [({"account": k, "asset": a}, v) for (k, a), v in sorted(accounts.items())],
             ),
             *family(
                 "dassie_claims_accepted_total",

@@ -14,6 +14,7 @@ from .claims.recovery import RecoveryPool
 from .claims.service import ClaimService
 from .config import Config
 from .ledger import LedgerStore
+from .ledger.migrations import resolve_legacy_assets
 from .settlement.evm import EvmChain
 from .settlement.manager import SettlementManager
 
@@ -37,6 +38,9 @@ class Node:
         self.recovery: RecoveryPool | None = None
         """The claim signer recovery processes (``CLAIM_VERIFY_WORKERS``), if any."""
         self.settlement: SettlementManager | None = None
+        self.ilp_asset_code = "ETH"
+        """The Interledger asset's code (set by :func:`dassie.ilp.setup`): the asset of the
+        ILP accounts of a ledger written before accounts had assets."""
         self._background: asyncio.Task[None] | None = None
 
     @property
@@ -50,7 +54,11 @@ class Node:
         return self._claims
 
     async def start(self) -> None:
-        self._store = await LedgerStore.open(self.config.ledger_db_path)
+        path = self.config.ledger_db_path
+        legacy = await resolve_legacy_assets(
+            path, self.config.chains, self.sources, self.ilp_asset_code
+        )  # None unless the ledger is from before assets, then upgraded as it opens
+        self._store = await LedgerStore.open(path, legacy)
         if self.config.verify_workers > 0:
             self.recovery = RecoveryPool(self.config.verify_workers)
             await self.recovery.start()

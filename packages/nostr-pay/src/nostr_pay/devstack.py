@@ -192,6 +192,10 @@ class DevStack:
             "SETTLEMENT_LOCAL_RPC_URL": c.chain_url,
             "SETTLEMENT_LOCAL_FACTORY_ADDRESS": FACTORY_ADDRESS,
             "SETTLEMENT_LOCAL_RELAY_PRIVATE_KEY": relay_key,
+            # The dev chain mines a block per transaction and answers in microseconds:
+            # follow it every second, so a channel opened is known (from its log) before
+            # its first claim needs a lookup.
+            "SETTLEMENT_POLL_INTERVAL": "1",
             **c.node_env,
         }
         (root / "dassie").mkdir(exist_ok=True)

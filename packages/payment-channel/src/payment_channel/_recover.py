@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from coincurve import PublicKey
 
@@ -27,7 +28,11 @@ def _with_coincurve(message_hash: bytes, compact: bytes) -> bytes | None:
     return public.format(compressed=False)[1:]
 
 
-def _direct() -> Recover | None:
+_Bound = tuple[Any, Callable[..., int], Callable[..., int], Callable[..., int]]
+
+
+def _bind() -> _Bound | None:
+    """libsecp256k1's context and its parse, recover and serialize functions, or None."""
     try:
         module = importlib.import_module("coincurve._libsecp256k1")
         context = importlib.import_module("coincurve.context").GLOBAL_CONTEXT
@@ -43,6 +48,14 @@ def _direct() -> Recover | None:
     recover.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
     serialize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p]
     serialize.argtypes += [ctypes.c_uint]
+    return ctx, parse, recover, serialize
+
+
+def _direct() -> Recover | None:
+    bound = _bind()
+    if bound is None:
+        return None
+    ctx, parse, recover, serialize = bound
     create = ctypes.create_string_buffer
     size_t = ctypes.c_size_t
     byref = ctypes.byref
@@ -63,7 +76,39 @@ def _direct() -> Recover | None:
     return recover_direct
 
 
+def _direct_reusing() -> Recover | None:
+    """Like :func:`_direct`, with one set of buffers: for one thread only."""
+    bound = _bind()
+    if bound is None:
+        return None
+    ctx, parse, recover, serialize = bound
+    signature = ctypes.create_string_buffer(65)
+    public = ctypes.create_string_buffer(64)
+    out = ctypes.create_string_buffer(65)
+    length = ctypes.c_size_t(65)
+    length_ref = ctypes.byref(length)
+
+    def recover_reusing(message_hash: bytes, compact: bytes) -> bytes | None:
+        if len(compact) != 65 or compact[64] > 3 or len(message_hash) != 32:
+            return None
+        if not parse(ctx, signature, compact, compact[64]):
+            return None
+        if not recover(ctx, public, signature, message_hash):
+            return None
+        length.value = 65
+        serialize(ctx, out, length_ref, public, _UNCOMPRESSED)
+        return out.raw[1:]
+
+    return recover_reusing
+
+
 _RECOVER: Recover = _direct() or _with_coincurve
+
+
+def single_thread_recoverer() -> Recover:
+    """:func:`recover_public_key` with buffers reused from call to call, for a process
+    that recovers on one thread only (a recovery worker): a few µs less per call."""
+    return _direct_reusing() or _with_coincurve
 
 
 def recover_public_key(message_hash: bytes, compact: bytes) -> bytes | None:

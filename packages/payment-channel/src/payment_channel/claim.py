@@ -24,6 +24,9 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
 _PERSONAL_PREFIX = b"\x19Ethereum Signed Message:\n32"
 _RECID = (b"\x00", b"\x01")
+_ZERO = bytes(32)
+_N_BYTES = SECP256K1_N.to_bytes(32, "big")
+_HALF_N_BYTES = _HALF_N.to_bytes(32, "big")
 NOT_RECOVERABLE = "signature does not recover to a public key"
 
 
@@ -45,22 +48,31 @@ class Claim:
         return recover_claim_signer(self.channel_id, self.claim_amount, self.nonce, self.signature)
 
 
-def _check_fields(channel_id: bytes, claim_amount: int, nonce: int) -> None:
-    if len(channel_id) != 32:
+def claim_message(channel_id: bytes, claim_amount: int, nonce: int) -> bytes:
+    """``abi.encodePacked(bytes32, uint256, uint256)``: the 96 bytes a claim is about
+    (ValueError unless the channel id is 32 bytes and the numbers are uint256)."""
+    try:  # to_bytes refuses a negative or too large value: the uint256 check, in C
+        packed = channel_id + claim_amount.to_bytes(32, "big") + nonce.to_bytes(32, "big")
+    except OverflowError:
+        raise ValueError("claim_amount and nonce are uint256") from None
+    if len(packed) != 96:
         raise ValueError("channel_id is 32 bytes")
-    if not 0 <= claim_amount <= UINT256_MAX or not 0 <= nonce <= UINT256_MAX:
-        raise ValueError("claim_amount and nonce are uint256")
+    return packed
 
 
 def claim_digest(channel_id: bytes, claim_amount: int, nonce: int) -> bytes:
     """keccak256(abi.encodePacked(bytes32, uint256, uint256))."""
-    _check_fields(channel_id, claim_amount, nonce)
-    return keccak256(channel_id + claim_amount.to_bytes(32, "big") + nonce.to_bytes(32, "big"))
+    return keccak256(claim_message(channel_id, claim_amount, nonce))
+
+
+def message_hash(message: bytes) -> bytes:
+    """The EIP-191 hash signed for a :func:`claim_message`: keccak256(prefix || digest)."""
+    return keccak256(_PERSONAL_PREFIX + keccak256(message))
 
 
 def signed_message_hash(channel_id: bytes, claim_amount: int, nonce: int) -> bytes:
     """The EIP-191 hash that is actually signed: keccak256(prefix || digest)."""
-    return keccak256(_PERSONAL_PREFIX + claim_digest(channel_id, claim_amount, nonce))
+    return message_hash(claim_message(channel_id, claim_amount, nonce))
 
 
 def sign_claim(private_key: bytes, channel_id: bytes, claim_amount: int, nonce: int) -> bytes:
@@ -84,9 +96,9 @@ def split_signature(signature: bytes) -> bytes:
         v -= 27
     if v > 1:
         raise InvalidSignature("v must be 27 or 28")
-    r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    if not (0 < r < SECP256K1_N and 0 < s <= _HALF_N):
+    # Big-endian 32-byte strings compare as the numbers they encode (no int conversions).
+    r, s = signature[:32], signature[32:64]
+    if not (_ZERO < r < _N_BYTES and _ZERO < s <= _HALF_N_BYTES):
         raise InvalidSignature("r or s out of range (s must be low)")
     return signature[:64] + _RECID[v]
 

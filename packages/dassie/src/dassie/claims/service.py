@@ -28,12 +28,20 @@ from functools import partial
 from payment_channel.claim import (
     NOT_RECOVERABLE,
     InvalidSignature,
-    signed_message_hash,
+    claim_message,
     split_signature,
 )
 from payment_channel.tag import MalformedClaim, PaymentClaim, parse_fields
 
-from ..ledger import REVENUE, Changes, ClaimRecord, LedgerStore, LedgerUnavailable, channel_account
+from ..ledger import (
+    Changes,
+    ClaimRecord,
+    LedgerStore,
+    LedgerUnavailable,
+    chain_asset,
+    channel_account,
+    revenue_account,
+)
 from .channels import ChainUnavailable, ChannelSource, ChannelState
 from .recovery import RecoveryPool
 from .verify import Accepted, Decision, Reason, Rejected, Signer, decide
@@ -292,9 +300,10 @@ class ClaimService:
         again, and the user does not pay twice. For any other event it is a reused
         nonce, as without ``event_id``.
         """
-        self.store.check_available()
-        future: asyncio.Future[tuple[Verified, ClaimRecord | None]]
-        future = asyncio.get_running_loop().create_future()
+        store = self.store
+        store.check_available()
+        # The store's loop: asyncio.get_running_loop() costs a getpid() system call.
+        future: asyncio.Future[_Answer] = store.loop.create_future()
         channel_id = claim.channel_id
         queue = self._queues.get(channel_id)
         if queue is None:
@@ -303,7 +312,8 @@ class ClaimService:
         queue.items.append(item)
         if self.recovery is not None:
             self._recover(item, self.recovery)
-        self._advance(queue)
+        if item.signer is not _WAITING:  # else its recovery's answer advances the queue
+            self._advance(queue)
         verified, record = await future
         if record is not None:
             assert verified.channel is not None
@@ -320,7 +330,7 @@ class ClaimService:
             item.signer = exc
             return
         item.signer = _WAITING
-        pool.submit(signed_message_hash(c.channel_id, c.claim_amount, c.nonce), compact, item)
+        pool.submit(claim_message(c.channel_id, c.claim_amount, c.nonce), compact, item)
 
     def _advance(self, queue: _ChannelQueue) -> None:
         """Decide the claims at the head of ``queue`` while that needs no waiting."""
@@ -334,13 +344,24 @@ class ClaimService:
             if signer is _WAITING:
                 return
             assert not isinstance(signer, _Waiting)
-            channel = self._cached(queue.channel_id)
-            if channel is _UNKNOWN:
-                self._slow(queue)
-                return
+            channel_id = queue.channel_id
+            channel: ChannelState | _Unknown | None = self.channels.get(channel_id)
+            if channel is None or channel_id in self.closing:  # else cached and usable as is
+                channel = self._cached(channel_id)
+                if channel is _UNKNOWN:
+                    self._slow(queue)
+                    return
             assert not isinstance(channel, _Unknown)
-            decision = self._decide(channel, item.claim, item.min_amount, signer, queue.channel_id)
-            if self._stale(channel, decision):
+            decision = decide(
+                channel,
+                self.store.best_claims.get(channel_id),
+                item.claim,
+                item.min_amount,
+                self.clock(),
+                self.expiry_margin,
+                signer,
+            )
+            if decision.__class__ is not Accepted and self._stale(channel, decision):
                 self._slow(queue)
                 return
             items.popleft()
@@ -462,14 +483,16 @@ class ClaimService:
         """Credit and record an accepted claim in memory; the future: its batch is durable."""
         self.store.check_available()
         ledger = self.store.ledger
+        asset = chain_asset(channel.chain, channel.currency)  # the channel's currency
         receivable = channel_account(channel.chain, channel.channel_id)
+        revenue = revenue_account(asset)
         changes = None
-        if receivable not in ledger.accounts or REVENUE not in ledger.accounts:
-            changes = ledger.ensure_account(receivable)
-            changes.merge(ledger.ensure_account(REVENUE))
+        if receivable not in ledger.accounts or revenue not in ledger.accounts:
+            changes = ledger.ensure_account(receivable, asset)
+            changes.merge(ledger.ensure_account(revenue, asset))
         transfer_id = None
         if delta > 0:
-            transfer_id, posted = ledger.transfer(receivable, REVENUE, delta)
+            transfer_id, posted = ledger.transfer(receivable, revenue, delta)
             if changes is None:
                 changes = posted
             else:

@@ -43,6 +43,7 @@ def setup(app: web.Application, node: Node, env: Mapping[str, str] | None = None
     config: IlpConfig = load_ilp_config(
         os.environ if env is None else env, node.config.ilp_address, node.config.rpc_auth_token
     )
+    node.ilp_asset_code = config.asset_code  # what an older ledger's ILP accounts are in
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         service = IlpService(config, node.store)

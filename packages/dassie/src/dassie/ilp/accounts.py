@@ -1,37 +1,31 @@
-"""Ledger account paths used by the Interledger side of the node."""
+"""Ledger accounts of the Interledger side (named in :mod:`dassie.ledger.accounts`).
+
+Every one of them is in the node's ILP asset, ``ilp/<ILP_ASSET_CODE>``.
+"""
 
 from __future__ import annotations
 
-import re
+from ..ledger.accounts import (
+    ILP_NODE,
+    ilp_asset,
+    is_ilp_account,
+    is_pubkey,
+    peer_account,
+    prepaid_account,
+    receive_account,
+    revenue_account,
+)
 
-NODE = "ilp/node"
+NODE = ILP_NODE
 """The node's own ILP funds: debited when the node pays (``ilp.pay``)."""
-REVENUE = "revenue/relay"
 
-_PUBKEY = re.compile(r"[0-9a-f]{64}\Z")
-
-
-def peer_account(name: str) -> str:
-    """What a peer owes the node for unsettled packets (debited when it sends)."""
-    return f"peer/{name}/interledger"
-
-
-def is_ilp_account(path: str) -> bool:
-    """True for the accounts whose pending transfers are ILP packet holds."""
-    return path == NODE or (path.startswith("peer/") and path.endswith("/interledger"))
-
-
-def is_pubkey(account: str) -> bool:
-    return _PUBKEY.match(account) is not None
-
-
-def prepaid_account(pubkey: str) -> str:
-    """A Nostr pubkey's prepaid balance (credited by payments, debited by spending)."""
-    return f"prepaid/nostr/{pubkey.lower()}"
-
-
-def receive_account(account: str) -> str:
-    """Where money paid to the SPSP account ``account`` is credited."""
-    if is_pubkey(account.lower()):
-        return prepaid_account(account)
-    return f"ilp/receive/{account}"
+__all__ = [
+    "NODE",
+    "ilp_asset",
+    "is_ilp_account",
+    "is_pubkey",
+    "peer_account",
+    "prepaid_account",
+    "receive_account",
+    "revenue_account",
+]

@@ -7,7 +7,9 @@ import logging
 
 from interledger.connector import LedgerPort, LimitError
 
+from ..config import ConfigError
 from ..ledger import LedgerError, LedgerStore, LimitExceeded
+from ..ledger.accounts import in_ilp_asset
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +20,28 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class StoreLedger(LedgerPort):
-    """Holds are pending transfers in the node's ledger; commit posts, release voids."""
+    """Holds are pending transfers in the node's ledger; commit posts, release voids.
 
-    def __init__(self, store: LedgerStore) -> None:
+    Every account it creates is in ``asset``, the node's ILP asset (``ilp/<CODE>``).
+    """
+
+    def __init__(self, store: LedgerStore, asset: str) -> None:
         self.store = store
+        self.asset = asset
+
+    def check_asset(self) -> None:
+        """Raise ConfigError if the ledger's Interledger accounts are in another asset
+        (``ILP_ASSET_CODE`` changed): their balances would not be in the new unit."""
+        for account in self.store.ledger.accounts.values():
+            if account.asset != self.asset and in_ilp_asset(account.path):
+                raise ConfigError(
+                    f"ILP_ASSET_CODE: the ledger's Interledger accounts are in {account.asset}"
+                    f" ({account.path}), not {self.asset}"
+                )
 
     async def _ensure(self, path: str) -> None:
         if path not in self.store.ledger.accounts:  # the hot path skips the coroutine
-            await self.store.ensure_account(path)
+            await self.store.ensure_account(path, self.asset)
 
     async def ensure_accounts(self, *paths: str) -> None:
         for path in paths:
@@ -72,6 +88,6 @@ class StoreLedger(LedgerPort):
     async def ensure_limited(self, path: str, max_balance: int | None) -> None:
         """Create a peer account with its credit limit (kept as is if it already exists)."""
         try:
-            await self.store.create_account(path, max_balance=max_balance)
+            await self.store.create_account(path, self.asset, max_balance=max_balance)
         except LedgerError as exc:
             log.warning("ILP account %s: %s; keeping its stored limits", path, exc)

@@ -1,13 +1,14 @@
 """Prepaid balances of Nostr pubkeys, funded by Interledger payments to the node.
 
-A payment to the SPSP account ``<64-hex pubkey>`` credits ``prepaid/nostr/<pubkey>``;
-:func:`spend` moves value from there to ``revenue/relay`` atomically, or not at all.
+A payment to the SPSP account ``<64-hex pubkey>`` credits ``prepaid/nostr/<pubkey>``
+(in the node's ILP asset); :func:`spend` moves value from there to the revenue
+account of that same asset, ``revenue/relay/ilp/<CODE>``, atomically, or not at all.
 """
 
 from __future__ import annotations
 
 from ..ledger import LedgerStore, LimitExceeded, UnknownAccount
-from .accounts import REVENUE, is_pubkey, prepaid_account
+from .accounts import is_pubkey, prepaid_account, revenue_account
 
 
 def balance(store: LedgerStore, pubkey: str) -> int:
@@ -31,13 +32,15 @@ async def spend(store: LedgerStore, pubkey: str, amount: int) -> bool:
     if amount <= 0:
         raise ValueError("amount must be positive")
     path = prepaid_account(pubkey)
-    if path not in store.ledger.accounts:
+    account = store.ledger.accounts.get(path)
+    if account is None:
         return False
-    await store.ensure_account(REVENUE)
+    revenue = revenue_account(account.asset)
+    await store.ensure_account(revenue, account.asset)
     try:
         # The account's maximum balance of 0 makes the ledger refuse an overdraft in
         # the same synchronous step that books the transfer.
-        await store.transfer(path, REVENUE, amount)
+        await store.transfer(path, revenue, amount)
     except LimitExceeded:
         return False
     return True

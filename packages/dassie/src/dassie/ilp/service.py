@@ -129,7 +129,7 @@ class IlpService:
     def __init__(self, config: IlpConfig, store: LedgerStore) -> None:
         self.config = config
         self.store = store
-        self.ledger = StoreLedger(store)
+        self.ledger = StoreLedger(store, accounts.ilp_asset(config.asset_code))
         self.connector = Connector(
             ConnectorSettings(config.address, config.min_expiry_window, config.max_hold),
             local_account=accounts.NODE,
@@ -159,6 +159,7 @@ class IlpService:
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
+        self.ledger.check_asset()
         await self._void_stale_holds()
         for peer in self.config.peers:
             await self.ledger.ensure_limited(accounts.peer_account(peer.name), peer.credit_limit)

@@ -1,16 +1,25 @@
-"""Double-entry ledger: the pure model (:mod:`.model`) and its SQLite store (:mod:`.store`).
+"""Double-entry ledger: the pure model (:mod:`.model`), its SQLite store (:mod:`.store`),
+the account names and assets (:mod:`.accounts`) and the upgrade of older ledgers
+(:mod:`.migrations`).
 
-Account paths used by the node (others, e.g. Interledger peers, add their own):
-
-- ``assets/channel/<CHAIN>/<channelId>``: what a channel owes the node (claims accepted,
-  not yet settled).
-- ``revenue/relay``: income from accepted claims.
-- ``assets/onchain/<CHAIN>``: what settlement has paid the relay's address.
-- ``expenses/gas/<CHAIN>``: gas the relay's address paid to settle.
+Every account holds exactly one asset and a transfer never crosses assets; see
+:mod:`.accounts` for the paths the node uses (``revenue/relay/<CHAIN>/<CURRENCY>``,
+``assets/channel/<CHAIN>/<channelId>``, ``assets/onchain/<CHAIN>/<CURRENCY>``,
+``expenses/gas/<CHAIN>``, the Interledger accounts).
 """
 
+from .accounts import (
+    chain_asset,
+    channel_account,
+    gas_account,
+    ilp_asset,
+    onchain_account,
+    revenue_account,
+)
+from .migrations import LegacyAssets, MigrationError
 from .model import (
     Account,
+    AssetMismatch,
     Changes,
     Ledger,
     LedgerError,
@@ -23,39 +32,28 @@ from .model import (
 )
 from .store import ClaimRecord, LedgerStore, LedgerUnavailable, SettlementRecord
 
-REVENUE = "revenue/relay"
-
-
-def channel_account(chain: str, channel_id: str) -> str:
-    """The receivable account of one channel."""
-    return f"assets/channel/{chain}/{channel_id}"
-
-
-def onchain_account(chain: str) -> str:
-    return f"assets/onchain/{chain}"
-
-
-def gas_account(chain: str) -> str:
-    return f"expenses/gas/{chain}"
-
-
 __all__ = [
-    "REVENUE",
     "Account",
+    "AssetMismatch",
     "Changes",
     "ClaimRecord",
     "Ledger",
     "LedgerError",
     "LedgerStore",
     "LedgerUnavailable",
+    "LegacyAssets",
     "LimitExceeded",
+    "MigrationError",
     "SettlementRecord",
     "Transfer",
     "TransferNotPending",
     "TransferState",
     "UnknownAccount",
     "UnknownTransfer",
+    "chain_asset",
     "channel_account",
     "gas_account",
+    "ilp_asset",
     "onchain_account",
+    "revenue_account",
 ]

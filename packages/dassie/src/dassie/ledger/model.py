@@ -1,15 +1,17 @@
 """The double-entry ledger as a pure, in-memory model (no I/O).
 
-Accounts are named by Dassie-style paths (``revenue/relay``,
-``assets/channel/LOCAL/0x...``, ``peer/alice/interledger``). A transfer moves
+Accounts are named by Dassie-style paths (``revenue/relay/LOCAL/ETH``,
+``assets/channel/LOCAL/0x...``, ``peer/alice/interledger``; see :mod:`.accounts`)
+and each holds exactly one asset (``LOCAL/ETH``, ``BASE/USDC``, ``ilp/ETH``): a
+transfer between accounts of different assets is refused. A transfer moves
 ``amount`` from its credit account to its debit account, either at once
 (:meth:`Ledger.transfer`) or in two phases: :meth:`Ledger.create_pending`
 reserves it, then :meth:`Ledger.post` makes it final or :meth:`Ledger.void`
 cancels it. A transfer leaves the pending state exactly once.
 
 Balances are ``debits - credits``; because every transfer debits one account and
-credits another by the same amount, posted and pending balances each sum to zero
-over all accounts (:meth:`Ledger.check_invariant`).
+credits another of the same asset by the same amount, posted and pending balances
+each sum to zero over the accounts of each asset (:meth:`Ledger.check_invariant`).
 
 Every mutation either raises before changing anything or returns the
 :class:`Changes` to persist; the SQLite adapter writes those.
@@ -22,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 _PATH = re.compile(r"[A-Za-z0-9_.:~+-]+(?:/[A-Za-z0-9_.:~+-]+)*\Z")
+_ASSET = re.compile(r"[A-Za-z0-9_.~+-]+(?:/[A-Za-z0-9_.~+-]+)?\Z")
 
 
 class LedgerError(ValueError):
@@ -44,6 +47,11 @@ class LimitExceeded(LedgerError):
     pass
 
 
+class AssetMismatch(LedgerError):
+    """A transfer between accounts of different assets, or an account re-created in
+    another asset."""
+
+
 class TransferState(enum.StrEnum):
     PENDING = "pending"
     POSTED = "posted"
@@ -53,6 +61,8 @@ class TransferState(enum.StrEnum):
 @dataclass(slots=True)
 class Account:
     path: str
+    asset: str
+    """What the account counts, in that asset's base unit (``LOCAL/ETH``: wei on LOCAL)."""
     debits_posted: int = 0
     credits_posted: int = 0
     debits_pending: int = 0
@@ -75,6 +85,7 @@ class Account:
     def to_json(self) -> dict[str, object]:
         return {
             "account": self.path,
+            "asset": self.asset,
             "balance": str(self.balance),
             "pending": str(self.pending),
             "debitsPosted": str(self.debits_posted),
@@ -113,6 +124,13 @@ def check_path(path: str) -> str:
     return path
 
 
+def check_asset(asset: str) -> str:
+    """An asset is ``<CHAIN>/<CURRENCY>``, ``ilp/<CODE>`` or one plain name."""
+    if not isinstance(asset, str) or not _ASSET.match(asset) or len(asset) > 64:
+        raise LedgerError(f"bad asset {asset!r}")
+    return asset
+
+
 class Ledger:
     """Accounts and pending transfers; finished transfers are only persisted."""
 
@@ -124,24 +142,36 @@ class Ledger:
     # -- accounts -------------------------------------------------------
 
     def create_account(
-        self, path: str, *, min_balance: int | None = None, max_balance: int | None = None
+        self,
+        path: str,
+        asset: str,
+        *,
+        min_balance: int | None = None,
+        max_balance: int | None = None,
     ) -> Changes:
-        """Create an account (idempotent when it exists with the same limits)."""
+        """Create an account of ``asset`` (idempotent when it exists with the same asset
+        and limits)."""
         check_path(path)
+        check_asset(asset)
         existing = self.accounts.get(path)
         if existing is not None:
+            if existing.asset != asset:
+                raise AssetMismatch(f"account {path} exists in {existing.asset}, not {asset}")
             if (existing.min_balance, existing.max_balance) != (min_balance, max_balance):
                 raise LedgerError(f"account {path} exists with other limits")
             return Changes()
-        account = Account(path, min_balance=min_balance, max_balance=max_balance)
+        account = Account(path, asset, min_balance=min_balance, max_balance=max_balance)
         self.accounts[path] = account
         return Changes(accounts={path: account})
 
-    def ensure_account(self, path: str) -> Changes:
-        """Create an unlimited account unless it exists."""
-        if path in self.accounts:
+    def ensure_account(self, path: str, asset: str) -> Changes:
+        """Create an unlimited account of ``asset`` unless it exists (in that asset)."""
+        existing = self.accounts.get(path)
+        if existing is not None:
+            if existing.asset != asset:
+                raise AssetMismatch(f"account {path} exists in {existing.asset}, not {asset}")
             return Changes()
-        return self.create_account(path)
+        return self.create_account(path, asset)
 
     def account(self, path: str) -> Account:
         try:
@@ -157,6 +187,10 @@ class Ledger:
         if debit == credit:
             raise LedgerError("debit and credit accounts must differ")
         d, c = self.account(debit), self.account(credit)
+        if d.asset != c.asset:
+            raise AssetMismatch(
+                f"cannot transfer between {debit} ({d.asset}) and {credit} ({c.asset})"
+            )
         if d.max_balance is not None and d.balance + d.debits_pending + amount > d.max_balance:
             raise LimitExceeded(f"{debit} would exceed its maximum balance")
         if c.min_balance is not None and c.balance - c.credits_pending - amount < c.min_balance:
@@ -212,14 +246,26 @@ class Ledger:
 
     # -- invariant ------------------------------------------------------
 
+    def balances_by_asset(self) -> dict[str, tuple[int, int]]:
+        """Asset -> (sum of posted balances, sum of pending balances): both 0 when sound."""
+        sums: dict[str, tuple[int, int]] = {}
+        for a in self.accounts.values():
+            posted, pending = sums.get(a.asset, (0, 0))
+            sums[a.asset] = (posted + a.balance, pending + a.pending)
+        return dict(sorted(sums.items()))
+
     def check_invariant(self) -> None:
-        """Raise AssertionError unless posted and pending balances each sum to zero."""
-        posted = sum(a.balance for a in self.accounts.values())
-        pending = sum(a.pending for a in self.accounts.values())
+        """Raise AssertionError unless, for each asset, posted and pending balances each
+        sum to zero (and every pending transfer stays within one asset)."""
+        for asset, (posted, pending) in self.balances_by_asset().items():
+            if posted != 0 or pending != 0:
+                raise AssertionError(
+                    f"ledger unbalanced in {asset}: posted {posted}, pending {pending}"
+                )
         reserved = sum(t.amount for t in self.pending.values())
         debits_pending = sum(a.debits_pending for a in self.accounts.values())
-        if posted != 0 or pending != 0 or reserved != debits_pending:
-            raise AssertionError(
-                f"ledger unbalanced: posted {posted}, pending {pending}, "
-                f"reserved {reserved} vs {debits_pending}"
-            )
+        if reserved != debits_pending:
+            raise AssertionError(f"ledger unbalanced: reserved {reserved} vs {debits_pending}")
+        for t in self.pending.values():
+            if self.accounts[t.debit].asset != self.accounts[t.credit].asset:
+                raise AssertionError(f"pending transfer {t.id} crosses assets")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .migrations import LegacyAssets, upgrade
 from .model import Account, Changes, Ledger, Transfer, TransferState
 
 _SCHEMA = """
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     path TEXT PRIMARY KEY,
     debits_posted TEXT NOT NULL, credits_posted TEXT NOT NULL,
     debits_pending TEXT NOT NULL, credits_pending TEXT NOT NULL,
-    min_balance TEXT, max_balance TEXT
+    min_balance TEXT, max_balance TEXT,
+    asset TEXT
 );
 CREATE TABLE IF NOT EXISTS transfers (
     id INTEGER PRIMARY KEY,
@@ -46,8 +48,7 @@ CREATE TABLE IF NOT EXISTS claims (
     channel_id TEXT NOT NULL, chain TEXT NOT NULL,
     claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
     delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
-    event_id TEXT,
-    UNIQUE (channel_id, nonce)
+    event_id TEXT
 );
 CREATE TABLE IF NOT EXISTS settlements (
     tx_hash TEXT PRIMARY KEY,
@@ -56,6 +57,73 @@ CREATE TABLE IF NOT EXISTS settlements (
     status TEXT NOT NULL, gas_cost TEXT, updated_at REAL NOT NULL
 );
 """
+
+_CLAIM_HEADS = (
+    """
+CREATE TABLE IF NOT EXISTS claim_heads (
+    channel_id TEXT PRIMARY KEY, nonce TEXT NOT NULL, seq INTEGER NOT NULL
+) WITHOUT ROWID
+""",
+    """
+CREATE TRIGGER IF NOT EXISTS claims_head AFTER INSERT ON claims BEGIN
+    SELECT RAISE(ABORT, 'claim nonce not above the last recorded on its channel')
+    FROM claim_heads h WHERE h.channel_id = NEW.channel_id AND (
+        length(NEW.nonce) < length(h.nonce)
+        OR (length(NEW.nonce) = length(h.nonce) AND NEW.nonce <= h.nonce));
+    INSERT INTO claim_heads VALUES (NEW.channel_id, NEW.nonce, NEW.seq)
+    ON CONFLICT (channel_id) DO UPDATE SET nonce = excluded.nonce, seq = excluded.seq;
+END
+""",
+)
+"""Each channel's last recorded claim, kept by a trigger that also refuses a claim whose
+nonce is not above it (so ``(channel_id, nonce)`` is unique, and more). Nonces are
+canonical decimals, compared by length, then as text. One row per channel: a commit
+touches a few of its pages, where the unique index over every claim that older ledgers
+have touched about one page per claim, so that each commit's WAL write grew with the
+ledger."""
+
+_CLAIM_COLUMNS = (
+    "seq, channel_id, chain, claim_amount, nonce, signature, delta, transfer_id, accepted_at,"
+    " event_id"
+)
+
+
+def _upgrade_claims(conn: sqlite3.Connection) -> None:
+    """Give a ledger the claim heads, in one transaction; a no-op once they exist.
+
+    A ledger from before them has ``UNIQUE (channel_id, nonce)`` on ``claims``, which
+    SQLite can only drop by copying the table; the copy keeps every row and its ``seq``.
+    """
+    unique = any(row[3] == "u" for row in conn.execute("PRAGMA index_list(claims)"))
+    heads = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'claims_head'").fetchone()
+    if heads is not None and not unique:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if unique:
+            conn.execute("DROP TRIGGER IF EXISTS claims_head")
+            conn.execute(
+                "CREATE TABLE claims_copy (seq INTEGER PRIMARY KEY, channel_id TEXT NOT NULL,"
+                " chain TEXT NOT NULL, claim_amount TEXT NOT NULL, nonce TEXT NOT NULL,"
+                " signature TEXT NOT NULL, delta TEXT NOT NULL, transfer_id INTEGER,"
+                " accepted_at REAL NOT NULL, event_id TEXT)"
+            )
+            conn.execute(
+                f"INSERT INTO claims_copy ({_CLAIM_COLUMNS}) SELECT {_CLAIM_COLUMNS} FROM claims"
+            )
+            conn.execute("DROP TABLE claims")
+            conn.execute("ALTER TABLE claims_copy RENAME TO claims")
+        for statement in _CLAIM_HEADS:
+            conn.execute(statement)
+        conn.execute("DELETE FROM claim_heads")
+        conn.execute(
+            "INSERT INTO claim_heads SELECT channel_id, nonce, seq FROM claims"
+            " WHERE seq IN (SELECT MAX(seq) FROM claims GROUP BY channel_id)"
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class LedgerUnavailable(RuntimeError):
@@ -111,6 +179,7 @@ def _account_row(a: Account) -> tuple[Any, ...]:
         str(a.credits_pending),
         _opt(a.min_balance),
         _opt(a.max_balance),
+        a.asset,
     )
 
 
@@ -188,9 +257,11 @@ class LedgerStore:
     # -- lifecycle ------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path | str) -> LedgerStore:
+    async def open(cls, path: Path | str, legacy: LegacyAssets | None = None) -> LedgerStore:
+        """Open (creating) the ledger; an older one is upgraded first, which needs
+        ``legacy`` (see :mod:`.migrations`)."""
         store = cls(path)
-        await asyncio.to_thread(store._load)
+        await asyncio.to_thread(store._load, legacy)
         store._loop = asyncio.get_running_loop()
         store._thread = threading.Thread(target=store._writer, name="ledger-writer", daemon=True)
         store._thread.start()
@@ -203,17 +274,20 @@ class LedgerStore:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    def _load(self) -> None:
+    def _load(self, legacy: LegacyAssets | None = None) -> None:
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(claims)")}
             if "event_id" not in columns:  # a ledger written before claims named their event
                 conn.execute("ALTER TABLE claims ADD COLUMN event_id TEXT")
+            _upgrade_claims(conn)  # one row per channel instead of a unique index
+            upgrade(conn, legacy)  # accounts of one asset each (adds the asset column)
             for row in conn.execute("SELECT * FROM accounts"):
-                path, dpo, cpo, dpe, cpe, lo, hi = row
+                path, dpo, cpo, dpe, cpe, lo, hi, asset = row
                 self.ledger.accounts[path] = Account(
                     path,
+                    asset,
                     int(dpo),
                     int(cpo),
                     int(dpe),
@@ -231,8 +305,7 @@ class LedgerStore:
             self.ledger.next_transfer_id = max_id + 1
             for row in conn.execute(
                 "SELECT channel_id, chain, claim_amount, nonce, signature, delta, transfer_id,"
-                " accepted_at, event_id FROM claims WHERE seq IN (SELECT MAX(seq) FROM claims"
-                " GROUP BY channel_id)"
+                " accepted_at, event_id FROM claims WHERE seq IN (SELECT seq FROM claim_heads)"
             ):
                 record = ClaimRecord(
                     row[0], row[1], int(row[2]), int(row[3]), row[4], int(row[5]), row[6], row[7],
@@ -306,7 +379,7 @@ class LedgerStore:
             conn.execute("BEGIN IMMEDIATE")
             if accounts:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     accounts.values(),
                 )
             if transfers:
@@ -346,6 +419,13 @@ class LedgerStore:
                     future.set_exception(LedgerUnavailable(f"ledger commit failed: {error}"))
             if error is not None and not job.batch.durable.cancelled():
                 job.batch.durable.exception()  # retrieved: callers hold their own futures
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the store was opened on (its futures belong to it)."""
+        if self._loop is None:
+            raise LedgerUnavailable("ledger is not open")
+        return self._loop
 
     # -- committing -----------------------------------------------------
 
@@ -420,16 +500,23 @@ class LedgerStore:
     # -- the public API (each call is atomic and durable when it returns) --
 
     async def create_account(
-        self, path: str, *, min_balance: int | None = None, max_balance: int | None = None
+        self,
+        path: str,
+        asset: str,
+        *,
+        min_balance: int | None = None,
+        max_balance: int | None = None,
     ) -> None:
         self.check_available()
         await self.commit(
-            self.ledger.create_account(path, min_balance=min_balance, max_balance=max_balance)
+            self.ledger.create_account(
+                path, asset, min_balance=min_balance, max_balance=max_balance
+            )
         )
 
-    async def ensure_account(self, path: str) -> None:
+    async def ensure_account(self, path: str, asset: str) -> None:
         self.check_available()
-        changes = self.ledger.ensure_account(path)
+        changes = self.ledger.ensure_account(path, asset)
         if changes.accounts:
             await self.commit(changes)
 

@@ -99,11 +99,20 @@ def methods(node: Node) -> dict[str, Handler]:
             raise InvalidParams(f"no account {account}") from None
 
     async def get_accounts(params: dict[str, Any]) -> Any:
+        """Every account (each with its ``asset``), optionally only those under ``prefix``
+        and only those in ``asset`` (``LOCAL/ETH``, ``ilp/ETH``)."""
         prefix = params.get("prefix", "")
         if not isinstance(prefix, str):
             raise InvalidParams("prefix must be a string")
+        asset = params.get("asset")
+        if asset is not None and not isinstance(asset, str):
+            raise InvalidParams("asset must be a string")
         return {
-            "accounts": [a.to_json() for a in node.store.accounts() if a.path.startswith(prefix)]
+            "accounts": [
+                a.to_json()
+                for a in node.store.accounts()
+                if a.path.startswith(prefix) and (asset is None or a.asset == asset)
+            ]
         }
 
     async def settle_channel(params: dict[str, Any]) -> Any:

@@ -118,6 +118,7 @@ class EvmChain:
         self._send_lock = asyncio.Lock()
         self._sent: dict[str, tuple[int, dict[str, int]]] = {}
         """Transactions sent since start: hash -> (nonce, fee fields), for replacements."""
+        self._chain_id_checked = False
 
     @property
     def name(self) -> str:
@@ -134,6 +135,7 @@ class EvmChain:
         self.last_ok_at = time.time()
 
     def _failed(self, exc: BaseException) -> ChainUnavailable:
+        self._chain_id_checked = False
         self.status = "unreachable"
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         return ChainUnavailable(f"{self.name}: {self.last_error}")
@@ -157,16 +159,22 @@ class EvmChain:
         }
 
     async def probe(self) -> int:
-        """The latest block number (raises ChainUnavailable); checks the chain id."""
+        """The latest block number (raises ChainUnavailable).
+
+        The endpoint's chain id is checked on the first probe and on the first after
+        any failure (an endpoint that went away may come back as another chain), not
+        on every poll.
+        """
         try:
-            chain_id = await self.w3.eth.chain_id
+            chain_id = None if self._chain_id_checked else await self.w3.eth.chain_id
             block = await self.w3.eth.block_number
         except Exception as exc:
             raise self._failed(exc) from exc
-        if chain_id != self.config.chain_id:
+        if chain_id is not None and chain_id != self.config.chain_id:
             raise self._failed(
                 ValueError(f"endpoint is chain {chain_id}, expected {self.config.chain_id}")
             )
+        self._chain_id_checked = True
         self._ok()
         return int(block)
 
@@ -202,8 +210,13 @@ class EvmChain:
             channel_id, sender, recipient, token, balance, nonce, expiration, closed
         )
 
-    async def opened_channels(self, from_block: int, to_block: int) -> list[str]:
-        """Ids of channels opened to the relay's address in ``from_block..to_block``."""
+    async def opened_channels(self, from_block: int, to_block: int) -> list[ChannelState]:
+        """Channels opened to the relay's address in ``from_block..to_block``, as opened.
+
+        Each is the state its ``ChannelOpened`` log describes (deposit as first paid
+        in, nonce 0, open): true when the log is new, possibly stale for an old one
+        (topped up since, or closed by this node before a restart).
+        """
         try:
             logs = await self.factory.events.ChannelOpened.get_logs(
                 from_block=from_block,
@@ -213,7 +226,16 @@ class EvmChain:
         except Exception as exc:
             raise self._failed(exc) from exc
         self._ok()
-        return ["0x" + bytes(log["args"]["channelId"]).hex() for log in logs]
+        opened = []
+        for log in logs:
+            a = log["args"]
+            channel_id = "0x" + bytes(a["channelId"]).hex()
+            state = self._channel(
+                channel_id, a["sender"], a["recipient"], a["token"], a["balance"], 0,
+                a["expiration"], False,
+            )  # fmt: skip
+            opened.append(state)
+        return opened
 
     # -- settlement -----------------------------------------------------
 

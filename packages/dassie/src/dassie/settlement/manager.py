@@ -4,8 +4,9 @@ A channel is closed with its best accepted claim when its unsettled amount
 reaches the chain's ``SETTLE_THRESHOLD``, when it comes within the expiry margin
 of its expiration, or on request (``settlement.settleChannel``). Once the
 transaction is mined with status 1 the node books, in one commit:
-``assets/onchain/<CHAIN>`` <- the channel's receivable (what it was paid) and
-``expenses/gas/<CHAIN>`` <- ``assets/onchain/<CHAIN>`` (the gas the relay paid).
+``assets/onchain/<CHAIN>/<CURRENCY>`` <- the channel's receivable (what it was paid,
+in the channel's currency) and ``expenses/gas/<CHAIN>`` <- ``assets/onchain/<CHAIN>/<NATIVE>``
+(the gas the relay paid, always in the chain's native coin).
 
 A close that stays unmined for the chain's ``TX_TIMEOUT`` is sent again: with the
 same nonce and a 12.5% higher fee while the chain still holds it, afresh if the
@@ -36,10 +37,12 @@ from ..ledger import (
     ClaimRecord,
     LedgerStore,
     SettlementRecord,
+    chain_asset,
     channel_account,
     gas_account,
     onchain_account,
 )
+from ..ledger.accounts import native_currency
 from ..ledger.model import Changes
 from .evm import EvmChain, Receipt
 
@@ -217,26 +220,24 @@ class SettlementManager:
         """Book the mined ``record``; the other candidates of its close become ``replaced``."""
         ledger = self.store.ledger
         changes = Changes()
+        native = chain_asset(record.chain, native_currency(self.chains[record.chain].config))
         if receipt.status == 1:
-            receivable = channel_account(record.chain, record.channel_id)
-            onchain, gas = onchain_account(record.chain), gas_account(record.chain)
-            for path in (receivable, onchain, gas):
-                changes.merge(ledger.ensure_account(path))
-            paid = ledger.accounts[receivable].balance
-            if paid > 0:
-                changes.merge(ledger.transfer(onchain, receivable, paid)[1])
-            if receipt.gas_cost > 0:
-                changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
+            receivable = ledger.accounts.get(channel_account(record.chain, record.channel_id))
+            if receivable is not None and receivable.balance > 0:
+                # The payout is in the channel's currency: its receivable's asset.
+                payout = onchain_account(receivable.asset)
+                changes.merge(ledger.ensure_account(payout, receivable.asset))
+                changes.merge(ledger.transfer(payout, receivable.path, receivable.balance)[1])
             done = replace(record, status="mined", gas_cost=receipt.gas_cost)
             self.claims.mark_closed(record.channel_id)
         else:
             done = replace(record, status="failed", gas_cost=receipt.gas_cost)
             self.claims.reopen(record.channel_id)  # look it up afresh
-            if receipt.gas_cost > 0:
-                onchain, gas = onchain_account(record.chain), gas_account(record.chain)
-                changes.merge(ledger.ensure_account(onchain))
-                changes.merge(ledger.ensure_account(gas))
-                changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
+        if receipt.gas_cost > 0:  # gas is paid in the native coin, whatever the channel's
+            onchain, gas = onchain_account(native), gas_account(record.chain)
+            changes.merge(ledger.ensure_account(onchain, native))
+            changes.merge(ledger.ensure_account(gas, native))
+            changes.merge(ledger.transfer(gas, onchain, receipt.gas_cost)[1])
         others = others or []
         replaced = [replace(other, status="replaced") for other in others]
         await self.store.commit(changes, settlements=[done, *replaced])
@@ -299,13 +300,23 @@ class SettlementManager:
             return
         try:
             head = await chain.probe()
-            start = self._log_cursor.get(chain.name, max(head - 5000, 0))
+            cursor = self._log_cursor.get(chain.name)
+            start = max(head - 5000, 0) if cursor is None else cursor
             if head >= start:
-                for channel_id in await chain.opened_channels(start, head):
-                    if channel_id not in self.claims.channels:
-                        found = await chain.get_channel(channel_id)
+                for opened in await chain.opened_channels(start, head):
+                    if opened.channel_id in self.claims.channels:
+                        continue
+                    if cursor is None:
+                        # Logs from before this start: the channel may have been topped
+                        # up or closed (by this node, before a restart) since; ask.
+                        found = await chain.get_channel(opened.channel_id)
                         if found is not None:
                             self.claims.learn(found)
+                    else:
+                        # Opened since the last tick: the log is its state (no chain
+                        # call per channel). A top-up meanwhile only makes the cached
+                        # deposit low, and a claim above it refreshes it from the chain.
+                        self.claims.learn(opened)
                 self._log_cursor[chain.name] = head + 1
         except ChainUnavailable as exc:
             backoff = min(self._backoff.get(chain.name, self.poll_interval) * 2, MAX_BACKOFF)
