@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from service_runtime import GC_YOUNG_THRESHOLD, loop_factory, run, tune_gc
+from service_runtime import GC_YOUNG_THRESHOLD, loop_factory, run, stop_requested, tune_gc
 
 
 def test_run_uses_uvloop_when_installed_and_returns_the_result() -> None:
@@ -46,3 +46,17 @@ def test_tune_gc_freezes_startup_objects_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_stop_requested_is_set_by_sigterm() -> None:
+    import os
+    import signal
+
+    async def wait_for_sigterm() -> bool:
+        stop = stop_requested()
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop, not the default
+        await asyncio.wait_for(stop.wait(), 10)
+        return stop.is_set()
+
+    assert run(wait_for_sigterm())

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from service_runtime import run, tune_gc
+from service_runtime import run, stop_requested, tune_gc
 
 from .config import ConfigError, load_config
 
@@ -60,10 +58,7 @@ def _run(app: web.Application, host: str, port: int) -> None:
 
     async def serve_until_signalled() -> None:
         runner = web.AppRunner(app, handle_signals=False)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_requested()
         try:
             await runner.setup()
             await web.TCPSite(runner, host, port).start()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
-from service_runtime import run, tune_gc
+from service_runtime import run, stop_requested, tune_gc
 
 from .config import ConfigError, Settings, load_settings
 from .storage.base import StorageError
@@ -25,10 +23,7 @@ async def serve(settings: Settings) -> None:
     from .backends import build_server
 
     server = build_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_requested()
     try:
         await server.start()
     except (ConfigError, StorageError):

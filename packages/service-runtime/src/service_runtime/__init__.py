@@ -5,12 +5,14 @@
   the node cost about half as much of the loop's own time), else on asyncio.
 - :func:`tune_gc` is called once a service has started: what start-up allocated is
   frozen out of the collector's sight, and young collections come less often.
+- :func:`stop_requested` is what a service waits on to shut down cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -43,10 +45,20 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def stop_requested() -> asyncio.Event:
+    """An event set by the first SIGINT (Ctrl-C) or SIGTERM (``docker stop``) the
+    process receives; call it on the running loop, before start-up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on the loop :func:`loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
 
 
-__all__ = ["GC_YOUNG_THRESHOLD", "loop_factory", "run", "tune_gc"]
+__all__ = ["GC_YOUNG_THRESHOLD", "loop_factory", "run", "stop_requested", "tune_gc"]
