@@ -17,9 +17,19 @@ reads OKs (every frame released by one socket read leaves in one write). The
 "node only" row calls ``payment.verifyPaymentClaim`` for the next claims of the
 same channels straight over the relay's RPC client, one call in flight per lane.
 
+Channels are opened before the timed rows. The dev stack's node follows the chain
+every second (``SETTLEMENT_POLL_INTERVAL=1``) and takes a channel's state from its
+``ChannelOpened`` log, so by the paid row it normally knows every channel and no
+claim waits for a chain lookup (before, the first claim on each channel cost a
+``getChannel`` call: about 15 ms of CPU over the node and the chain, 32 of them
+in a default run). A channel not yet learnt is looked up as before.
+
 The second table is the CPU time (user + system) spent per event, during each
 row, by this process (client), the relay, the node and the chain, each with all
-of its threads and child processes.
+of its threads and child processes. The third splits the relay's and the node's
+share by thread, from ``/proc/<pid>/task``: the event loop (main thread), the
+other threads (relay: signature checks and SQLite; node: the ledger writer) and
+the session's other processes (node: signer recovery workers).
 
     .venv/bin/python bench/paid_bench.py [--events 4000] [--connections 32] [--slots 32]
 """
@@ -73,27 +83,67 @@ def session_cpu(leader: int) -> float:
     return total / tick
 
 
+def split_cpu(leader: int) -> dict[str, float]:
+    """CPU seconds so far of ``leader``'s session, split: ``loop`` (the leader's main
+    thread, its event loop), ``threads`` (the leader's other threads) and ``procs``
+    (every other process of the session, e.g. a node's recovery workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    split = {"loop": 0.0, "threads": 0.0, "procs": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            tids = os.listdir(f"/proc/{entry}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{entry}/task/{tid}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[3]) != leader:
+                break  # not in the session: neither are its other threads
+            spent = (int(fields[11]) + int(fields[12])) / tick
+            if int(entry) != leader:
+                split["procs"] += spent
+            elif int(tid) == leader:
+                split["loop"] += spent
+            else:
+                split["threads"] += spent
+    return split
+
+
 class CpuMeter:
     """CPU seconds spent by this process and by each service, between start() and stop()."""
 
     def __init__(self, services: dict[str, Service]) -> None:
         self.services = services
         self._start: dict[str, float] = {}
+        self._start_split: dict[str, dict[str, float]] = {}
         self.spent: dict[str, float] = {}
+        self.split: dict[str, dict[str, float]] = {}
+        """Per service: CPU seconds of its loop thread, other threads, other processes."""
 
-    def _now(self) -> dict[str, float]:
+    def _now(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         now = {"client": time.process_time()}
+        splits = {}
         for name, service in self.services.items():
             assert service.process is not None
             now[name] = session_cpu(service.process.pid)
-        return now
+            splits[name] = split_cpu(service.process.pid)
+        return now, splits
 
     def start(self) -> None:
-        self._start = self._now()
+        self._start, self._start_split = self._now()
 
     def stop(self) -> dict[str, float]:
-        end = self._now()
+        end, splits = self._now()
         self.spent = {name: end[name] - self._start[name] for name in end}
+        self.split = {
+            name: {part: spent - self._start_split[name][part] for part, spent in parts.items()}
+            for name, parts in splits.items()
+        }
         return self.spent
 
 
@@ -361,6 +411,7 @@ def main() -> int:
         total = per_lane * args.slots
         results = []
         cpu_rows = []
+        split_rows: list[tuple[str, dict[str, dict[str, float]]]] = []
         for name, url, lanes, relay in (
             ("unpaid (PAYMENTS_ENABLED=false)", unpaid_url, unpaid_lanes, unpaid),
             ("paid (claim verified by node)", config.relay_url, paid_lanes, stack.relay),
@@ -370,6 +421,7 @@ def main() -> int:
             meter.start()
             elapsed, accepted = asyncio.run(publish_all(url, work, args.connections))
             cpu_rows.append((name, meter.stop()))
+            split_rows.append((name, meter.split))
             results.append((name, total, accepted, elapsed))
         # The node alone: the same claims' successors straight over the RPC link.
         rpc_lanes = [
@@ -388,6 +440,7 @@ def main() -> int:
         meter.start()
         elapsed, accepted = asyncio.run(verify_all(stack, rpc_lanes))
         cpu_rows.append(("node only: verifyPaymentClaim RPC", meter.stop()))
+        split_rows.append(("node only: verifyPaymentClaim RPC", meter.split))
         results.append(("node only: verifyPaymentClaim RPC", total, accepted, elapsed))
         print()
         print(
@@ -413,6 +466,20 @@ def main() -> int:
             text = [f"{c / total * 1e6:7.0f}" if c is not None else f"{'-':>7}" for c in cells]
             overall = sum(c for c in cells if c is not None) / total * 1e6
             print(f"{name:34} {' '.join(text)} {overall:7.0f}")
+        print()
+        print("The same split by thread: each service's event loop (main thread), its other")
+        print("threads (relay: signature checks, SQLite; node: ledger writer), other processes")
+        print("(node: signer recovery workers)")
+        parts = [("relay", "loop"), ("relay", "threads"), ("node", "loop"), ("node", "threads")]
+        parts.append(("node", "procs"))
+        heads = " ".join(f"{f'{s} {p}':>13}" for s, p in parts)
+        print(f"{'ingest':34} {heads}")
+        for name, split in split_rows:
+            cells = []
+            for service, part in parts:
+                spent = split.get(service, {}).get(part)
+                cells.append(f"{spent / total * 1e6:13.0f}" if spent is not None else f"{'-':>13}")
+            print(f"{name:34} {' '.join(cells)}")
     finally:
         if unpaid is not None:
             unpaid.stop()

@@ -1,3 +1,4 @@
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,71 @@ async def test_empty_and_oversized_batches_are_refused_whole(tmp_path: Path, siz
             # Nothing in the refused batch ran: the same claim is still acceptable.
             ok = await call(ws, "payment.verifyPaymentClaim", entry["params"], rid=2)
             assert ok["result"]["valid"] is True and ok["result"]["credited"] == "5"
+
+
+async def test_endpoint_answers_each_way_a_call_can_end() -> None:
+    """A coroutine, a handler handing back a future, a failure, a notification-only batch."""
+    from aiohttp import web
+
+    from dassie.rpc.jsonrpc import RpcFailure
+    from dassie.rpc.server import rpc_handler
+
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    async def echo(params: dict[str, Any]) -> Any:
+        seen.append("echo")
+        return params
+
+    def later(params: dict[str, Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = loop.create_future()
+        loop.call_soon(future.set_result, {"later": params.get("n")})
+        return future
+
+    async def refuse(params: dict[str, Any]) -> Any:
+        raise RpcFailure(-32001, "refused", {"why": "test"})
+
+    async def crash(params: dict[str, Any]) -> Any:
+        raise KeyError("bug")
+
+    handlers: dict[str, Any] = {"echo": echo, "later": later, "refuse": refuse, "crash": crash}
+    app = web.Application()
+    app.router.add_get("/trpc", rpc_handler(TOKEN, handlers))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"http://127.0.0.1:{port}/trpc", headers=AUTH) as ws,
+        ):
+            assert (await call(ws, "echo", {"a": 1}))["result"] == {"a": 1}
+            assert (await call(ws, "later", {"n": 2}))["result"] == {"later": 2}
+            refused = await call(ws, "refuse", {})
+            assert refused["error"] == {
+                "code": -32001,
+                "message": "refused",
+                "data": {"why": "test"},
+            }
+            crashed = await call(ws, "crash", {})
+            assert crashed["error"]["code"] == -32603 and crashed["id"] == 1
+            # A batch of notifications only runs them and answers nothing at all.
+            only = [{"jsonrpc": "2.0", "method": "echo", "params": {}}] * 3
+            await ws.send_str(orjson.dumps(only).decode())
+            after = await call(ws, "echo", {"b": 2}, rid=7)
+            assert after == {"jsonrpc": "2.0", "id": 7, "result": {"b": 2}}
+            assert seen.count("echo") == 5
+            batch = [
+                {"jsonrpc": "2.0", "id": i, "method": m, "params": {"n": i}}
+                for i, m in enumerate(["later", "crash", "echo", "refuse"])
+            ]
+            await ws.send_str(orjson.dumps(batch).decode())
+            answers = orjson.loads((await ws.receive()).data)
+            assert [a["id"] for a in answers] == [0, 1, 2, 3]
+            assert answers[0]["result"] == {"later": 0} and answers[2]["result"] == {"n": 2}
+            assert answers[1]["error"]["code"] == -32603
+            assert answers[3]["error"]["code"] == -32001
+    finally:
+        await runner.cleanup()

@@ -420,6 +420,39 @@ async def test_timeout_refuses_with_temporarily_unavailable(node: FakeNode) -> N
         await gate.close()
 
 
+async def test_each_late_frame_times_out_while_answered_ones_do_not(node: FakeNode) -> None:
+    """Frames sent one after another: the calls left unanswered past the timeout fail,
+    each frame on its own deadline, and the link keeps serving the others."""
+    release = asyncio.Event()
+
+    async def some_hang(method: str, params: dict[str, Any]) -> Any:
+        if method == "node.getInfo":
+            return INFO
+        if params["nonce"] in ("2", "4"):
+            await release.wait()
+        return {"valid": True, "credited": params["minAmount"]}
+
+    node.handler = some_hang
+    gate = await make_gate(node, {"DASSIE_RPC_TIMEOUT_MS": "300"})
+    try:
+        loop = asyncio.get_running_loop()
+        assert (await gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(1000, 1)]))).accepted
+        first = loop.create_task(
+            gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(2000, 2)]))
+        )
+        await asyncio.sleep(0.1)  # the next frame leaves later, with a later deadline
+        second = loop.create_task(
+            gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(3000, 4)]))
+        )
+        assert (await first).message == UNAVAILABLE
+        assert (await second).message == UNAVAILABLE
+        ok = await gate.charge(sign_event(NOSTR_KEY, kind=1, tags=[paid_tag(4000, 5)]))
+        assert ok.accepted and ok.details["credited"] == "1000"
+        release.set()
+    finally:
+        await gate.close()
+
+
 async def test_node_down_then_back_reconnects_by_itself(
     node: FakeNode, caplog: pytest.LogCaptureFixture
 ) -> None:

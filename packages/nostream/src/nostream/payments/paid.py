@@ -126,10 +126,15 @@ class NodePaidPublishing:
             return Charge(False, f"{UNSUPPORTED_CURRENCY}: {claim.currency} (priced: {priced})")
         if price == 0:
             return Charge(accepted=True, details={"free": "price-zero"})
+        # The tag's own fields, now known well formed (the node reads hex in any case);
         # eventId: asked again for this event after a timeout, the node answers the
         # same claim as the first time instead of refusing its nonce.
         params: dict[str, Any] = {
-            **claim.to_rpc_params(),
+            "channelId": tag[2],
+            "claimAmount": tag[3],
+            "nonce": tag[4],
+            "signature": tag[5],
+            "currency": claim.currency,
             "minAmount": str(price),
             "eventId": event.id,
         }

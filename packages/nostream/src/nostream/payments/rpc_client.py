@@ -10,6 +10,10 @@ event, and an idle one sends each call at once. When the link drops it
 reconnects by itself with exponential backoff and jitter; calls made while it
 is down fail at once, and calls not answered within ``timeout`` seconds of
 being made raise :class:`RpcUnavailable`.
+
+Per call the adapter keeps one future and one dict entry; per frame it writes
+at once from the step that flushes (no task, unless the socket pushes back) and
+notes the frame's deadline in a queue that one timer walks (no timer per frame).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import aiohttp
@@ -32,6 +38,13 @@ class RpcUnavailable(Exception):
 
 
 OnConnect = Callable[["DassieRpcClient"], Awaitable[None]]
+
+
+@types.coroutine
+def _rest(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    """The rest of ``coro``, which already ran until it yielded ``waiting`` (a future)."""
+    yield waiting
+    yield from coro
 
 
 class DassieRpcClient:
@@ -56,10 +69,15 @@ class DassieRpcClient:
         self._on_connect = on_connect
         self._core = JsonRpcClient(window=window, patience=patience)
         self._waiters: dict[int, asyncio.Future[Any]] = {}
-        self._deadlines: dict[int, float] = {}
+        self._queued_since: float | None = None
+        """When the oldest call not yet sent was made (its frame's deadline counts from it)."""
+        self._deadlines: deque[tuple[float, list[int]]] = deque()
+        """Sent frames in order: (deadline of their oldest call, their ids)."""
+        self._expiry: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._wake: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -76,6 +94,7 @@ class DassieRpcClient:
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
         if self._task is None:
+            self._loop = asyncio.get_running_loop()
             # Bound the TCP connect; the link itself lives as long as it is healthy.
             connect = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
             self._session = aiohttp.ClientSession(timeout=connect)
@@ -106,6 +125,9 @@ class DassieRpcClient:
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for sending in list(self._sending):
             sending.cancel()
         if self._sending:
@@ -122,13 +144,14 @@ class DassieRpcClient:
         node is still answering an earlier frame, with every call made meanwhile.
         """
         ws = self._ws
-        if ws is None or ws.closed:
+        loop = self._loop
+        if ws is None or ws.closed or loop is None:
             raise RpcUnavailable("not connected to the node")
         request_id = self._core.queue(method, params)
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiters[request_id] = future
-        self._deadlines[request_id] = loop.time() + self.timeout
+        if self._queued_since is None:
+            self._queued_since = loop.time()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -140,7 +163,6 @@ class DassieRpcClient:
 
     def _drop(self, request_id: int) -> asyncio.Future[Any] | None:
         self._core.forget(request_id)
-        self._deadlines.pop(request_id, None)
         return self._waiters.pop(request_id, None)
 
     def _on_wake(self) -> None:
@@ -149,17 +171,17 @@ class DassieRpcClient:
 
     def _kick(self) -> None:
         """Try to send what is queued at the end of this event-loop step."""
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Send the queued requests if the core says so, else wait for an answer or a timer."""
         self._flush_scheduled = False
         core = self._core
-        if not core.queued:
+        loop = self._loop
+        if not core.queued or loop is None:
             return
-        loop = asyncio.get_running_loop()
         now = loop.time()
         ws = self._ws
         if ws is not None and not ws.closed and not core.may_send(now):
@@ -168,40 +190,56 @@ class DassieRpcClient:
                 self._wake = loop.call_at(wake, self._on_wake)
             return
         frames = core.flush(now)
+        since = now if self._queued_since is None else self._queued_since
+        self._queued_since = None
         if ws is None or ws.closed:
             for ids, _ in frames:
                 self._fail(ids, "connection to the node lost")
             return
-        task = loop.create_task(self._send(ws, frames))
+        deadline = since + self.timeout
+        for ids, frame in frames:
+            self._write(ws, ids, frame)
+            self._deadlines.append((deadline, ids))
+        if self._expiry is None:
+            self._expiry = loop.call_at(deadline, self._expire)
+
+    def _write(self, ws: aiohttp.ClientWebSocketResponse, ids: list[int], frame: bytes) -> None:
+        """Write one frame now; only if the socket pushes back does a task finish the send."""
+        coro = ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return  # written: an uncompressed frame needs no waiting
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            coro.close()
+            self._fail(ids, f"send failed: {exc}")
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._drain(coro, waiting))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(
-        self, ws: aiohttp.ClientWebSocketResponse, frames: list[tuple[list[int], bytes]]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        for ids, frame in frames:
-            try:
-                await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                self._fail(ids, f"send failed: {exc}")
-                continue
-            deadlines = self._deadlines
-            first = min((deadlines[i] for i in ids if i in deadlines), default=None)
-            if first is not None:
-                loop.call_at(first, self._expire, ids)
+    async def _drain(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Finish a send waiting for the socket to drain (its frame is already written)."""
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+            await _rest(coro, waiting)
 
-    def _expire(self, ids: list[int]) -> None:
-        """Fail the requests of a frame whose deadline has passed; re-arm for the others."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def _expire(self) -> None:
+        """Fail the calls of every frame whose deadline has passed; re-arm for the next."""
+        self._expiry = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time() + 0.001
         deadlines = self._deadlines
-        late = [i for i in ids if i in deadlines and deadlines[i] <= now + 0.001]
-        if late:
-            self._fail(late, f"no answer within {self.timeout:g}s")
-        rest = [i for i in ids if i in deadlines]
-        if rest:
-            loop.call_at(min(deadlines[i] for i in rest), self._expire, rest)
+        waiters = self._waiters
+        while deadlines and deadlines[0][0] <= now:
+            _, ids = deadlines.popleft()
+            late = [i for i in ids if i in waiters]
+            if late:
+                self._fail(late, f"no answer within {self.timeout:g}s")
+        if deadlines:
+            self._expiry = loop.call_at(deadlines[0][0], self._expire)
 
     def _fail(self, ids: list[int], reason: str) -> None:
         for request_id in ids:
@@ -260,9 +298,7 @@ class DassieRpcClient:
                 log.warning("Dassie RPC sent a bad frame: %s", exc)
                 continue
             waiters = self._waiters
-            deadlines = self._deadlines
             for response in responses:
-                deadlines.pop(response.id, None)
                 future = waiters.pop(response.id, None)
                 if future is None or future.done():
                     continue
@@ -280,3 +316,4 @@ class DassieRpcClient:
                 future.set_exception(RpcUnavailable(reason))
         self._waiters.clear()
         self._deadlines.clear()
+        self._queued_since = None
