@@ -9,6 +9,17 @@ from dassie.config import ConfigError, load_config
 KEY = "0x" + "11" * 32
 
 
+def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``dassie serve`` with exactly ``env``, run until it exits."""
+    return subprocess.run(
+        [sys.executable, "-m", "dassie.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
     base = {"RPC_AUTH_TOKEN": "x" * 32, "LEDGER_DB_PATH": str(tmp_path / "ledger.db")}
     base.update(extra)
@@ -124,13 +135,7 @@ def test_unusable_ledger_path(tmp_path: Path) -> None:
 
 
 def test_serve_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dassie.cli", "serve"],
-        env={"RPC_AUTH_TOKEN": "short", "LEDGER_DB_PATH": str(tmp_path / "l.db")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve({"RPC_AUTH_TOKEN": "short", "LEDGER_DB_PATH": str(tmp_path / "l.db")})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -139,16 +144,12 @@ def test_serve_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_serve_exits_2_on_bad_interledger_config(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dassie.cli", "serve"],
-        env={
+    result = serve(
+        {
             "RPC_AUTH_TOKEN": "x" * 40,
             "LEDGER_DB_PATH": str(tmp_path / "l.db"),
             "ILP_PEERS": "not json",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+        }
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -187,18 +188,14 @@ def test_serve_exits_2_when_the_ledger_holds_another_ilp_asset(tmp_path: Path) -
         await store.close()
 
     asyncio.run(old_ledger())
-    result = subprocess.run(
-        [sys.executable, "-m", "dassie.cli", "serve"],
-        env={
+    result = serve(
+        {
             "RPC_AUTH_TOKEN": "x" * 40,
             "LEDGER_DB_PATH": str(tmp_path / "l.db"),
-            "PORT": "0",
+            "DASSIE_PORT": "0",
             "ILP_ASSET_CODE": "USD",
             "ILP_PEERS": '[{"name": "alice", "token": "' + "k" * 20 + '"}]',
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+        }
     )
     assert result.returncode == 2, result.stderr
     *before, last = result.stderr.strip().splitlines()

@@ -17,6 +17,7 @@ from dassie.ledger import (
     UnknownAccount,
     UnknownTransfer,
 )
+from dassie.testing import LEDGER_SCHEMA_V0
 
 PATHS = ["a/one", "a/two", "b/three", "peer/x/settlement"]
 ASSETS = {"a/one": "X", "a/two": "X", "b/three": "Y", "peer/x/settlement": "Y"}
@@ -167,15 +168,8 @@ async def test_claim_heads_replace_the_unique_index_of_an_older_ledger(tmp_path:
     path = tmp_path / "ledger.db"
     conn = sqlite3.connect(path)
     conn.executescript(
-        """
-        CREATE TABLE claims (
-            seq INTEGER PRIMARY KEY,
-            channel_id TEXT NOT NULL, chain TEXT NOT NULL,
-            claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
-            delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
-            event_id TEXT,
-            UNIQUE (channel_id, nonce)
-        );
+        LEDGER_SCHEMA_V0
+        + """
         INSERT INTO claims VALUES (1, '0xaa', 'TEST', '10', '1', '0xs1', '10', NULL, 1.0, NULL);
         INSERT INTO claims VALUES (2, '0xbb', 'TEST', '5', '9', '0xs2', '5', NULL, 2.0, 'e1');
         INSERT INTO claims VALUES (3, '0xaa', 'TEST', '30', '10', '0xs3', '20', NULL, 3.0, NULL);

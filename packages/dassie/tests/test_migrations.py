@@ -20,36 +20,7 @@ from dassie.ledger import (
 from dassie.ledger.migrations import resolve_legacy_assets
 from dassie.ledger.model import Ledger
 from dassie.node import Node
-from dassie.testing import RELAY, make_channel, make_config
-
-# The schema before assets (user_version 0), as the previous version created it.
-V0_SCHEMA = """
-CREATE TABLE accounts (
-    path TEXT PRIMARY KEY,
-    debits_posted TEXT NOT NULL, credits_posted TEXT NOT NULL,
-    debits_pending TEXT NOT NULL, credits_pending TEXT NOT NULL,
-    min_balance TEXT, max_balance TEXT
-);
-CREATE TABLE transfers (
-    id INTEGER PRIMARY KEY,
-    debit TEXT NOT NULL, credit TEXT NOT NULL, amount TEXT NOT NULL,
-    state TEXT NOT NULL, updated_at REAL NOT NULL
-);
-CREATE TABLE claims (
-    seq INTEGER PRIMARY KEY,
-    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
-    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
-    delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
-    event_id TEXT,
-    UNIQUE (channel_id, nonce)
-);
-CREATE TABLE settlements (
-    tx_hash TEXT PRIMARY KEY,
-    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
-    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL,
-    status TEXT NOT NULL, gas_cost TEXT, updated_at REAL NOT NULL
-);
-"""
+from dassie.testing import LEDGER_SCHEMA_V0, RELAY, make_channel, make_config
 
 ETH_CHANNEL = "0x" + "e1" * 32
 TOKEN_CHANNEL = "0x" + "70" * 32
@@ -95,7 +66,7 @@ class V0Ledger:
 
     def write(self, path: Path) -> None:
         conn = sqlite3.connect(path)
-        conn.executescript(V0_SCHEMA)
+        conn.executescript(LEDGER_SCHEMA_V0)
         conn.executemany(
             "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
             [

@@ -26,6 +26,38 @@ RELAY = address_of(RELAY_KEY)
 SENDER = address_of(SENDER_KEY)
 
 
+LEDGER_SCHEMA_V0 = """
+CREATE TABLE accounts (
+    path TEXT PRIMARY KEY,
+    debits_posted TEXT NOT NULL, credits_posted TEXT NOT NULL,
+    debits_pending TEXT NOT NULL, credits_pending TEXT NOT NULL,
+    min_balance TEXT, max_balance TEXT
+);
+CREATE TABLE transfers (
+    id INTEGER PRIMARY KEY,
+    debit TEXT NOT NULL, credit TEXT NOT NULL, amount TEXT NOT NULL,
+    state TEXT NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE claims (
+    seq INTEGER PRIMARY KEY,
+    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL, signature TEXT NOT NULL,
+    delta TEXT NOT NULL, transfer_id INTEGER, accepted_at REAL NOT NULL,
+    event_id TEXT,
+    UNIQUE (channel_id, nonce)
+);
+CREATE TABLE settlements (
+    tx_hash TEXT PRIMARY KEY,
+    channel_id TEXT NOT NULL, chain TEXT NOT NULL,
+    claim_amount TEXT NOT NULL, nonce TEXT NOT NULL,
+    status TEXT NOT NULL, gas_cost TEXT, updated_at REAL NOT NULL
+);
+"""
+"""The ledger's tables as the version before accounts had assets (``user_version`` 0)
+and before claim heads created them: for tests that open an older ledger.
+"""
+
+
 def make_config(ledger: Path, **overrides: object) -> Config:
     values: dict[str, object] = dict(
         node_env="test",
