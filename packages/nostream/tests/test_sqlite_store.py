@@ -300,3 +300,76 @@ async def test_upgrade_from_version_4_drops_the_pubkey_kind_index(tmp_path: Path
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert "events_pubkey_kind" not in names
         assert {"events_pubkey", "events_address", "events_created"} <= names
+
+
+async def test_lookups_of_one_loop_step_are_answered_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paid path's duplicate/deleted lookups asked for in one event-loop step go to
+    SQLite as one statement, and each gets the answer it would get alone."""
+    import time
+    from collections.abc import Sequence
+
+    from nostr_protocol.event import Event
+    from nostream.storage import sqlite as sqlite_module
+
+    alice, bob = bytes(31) + b"\x01", bytes(31) + b"\x02"
+    now = int(time.time())
+    store = SqliteEventStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        stored = sign_event(alice, kind=1, content="stored")
+        expired = sign_event(alice, kind=1, content="gone", tags=[["expiration", str(now - 1)]])
+        deleted = sign_event(alice, kind=1, content="deleted")
+        bobs_copy = sign_event(bob, kind=1, content="deleted")  # Alice's deletion is not his
+        fresh = sign_event(alice, kind=1, content="fresh")
+        newer = sign_event(alice, kind=30000, tags=[["d", "x"]], created_at=now)
+        older = sign_event(alice, kind=30000, tags=[["d", "x"]], created_at=now - 5)
+        for event in (stored, expired, newer):
+            await store.save(event)
+        await store.delete(sign_event(alice, kind=5, tags=[["e", deleted.id], ["e", bobs_copy.id]]))
+
+        statements: list[int] = []
+        batched = sqlite_module._check_regular
+
+        def counting(
+            conn: sqlite3.Connection, events: Sequence[Event], now: int
+        ) -> dict[str, SaveOutcome]:
+            statements.append(len(events))
+            return batched(conn, events, now)
+
+        monkeypatch.setattr(sqlite_module, "_check_regular", counting)
+        asked = [stored, expired, deleted, bobs_copy, fresh, stored, older]
+        answers = await asyncio.gather(*(store.check_new(e) for e in asked))
+        assert answers == [
+            SaveOutcome.DUPLICATE,
+            None,  # stored, but expired: not a duplicate
+            SaveOutcome.DELETED,
+            None,
+            None,
+            SaveOutcome.DUPLICATE,
+            SaveOutcome.SHADOWED,  # addressable: its own lookup
+        ]
+        assert statements == [6]  # the six regular events, in one statement
+
+        def busy(
+            conn: sqlite3.Connection, events: Sequence[Event], now: int
+        ) -> dict[str, SaveOutcome]:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise error
+
+        monkeypatch.setattr(sqlite_module, "_check_regular", busy)
+        again = await asyncio.gather(*(store.check_new(e) for e in (stored, deleted, fresh)))
+        assert again == [SaveOutcome.DUPLICATE, SaveOutcome.DELETED, None]  # by the pool
+
+        def broken(
+            conn: sqlite3.Connection, events: Sequence[Event], now: int
+        ) -> dict[str, SaveOutcome]:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        monkeypatch.setattr(sqlite_module, "_check_regular", broken)
+        with pytest.raises(StorageError, match="malformed"):
+            await store.check_new(fresh)
+    finally:
+        await store.close()

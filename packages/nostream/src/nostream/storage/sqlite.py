@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,6 +133,83 @@ def _address_d(event: Event) -> str | None:
     if cls is KindClass.ADDRESSABLE:
         return event.d_tag()
     return None
+
+
+def _check_one(event: Event, now: int, conn: sqlite3.Connection) -> SaveOutcome | None:
+    """What :meth:`SqliteEventStore.save` would refuse ``event`` for, if anything."""
+    d_tag = _address_d(event)
+    address = f"{event.kind}:{event.pubkey}:{d_tag}" if d_tag is not None else event.id
+    dup, deleted, shadowed = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE id = :id"
+        " AND (expires_at IS NULL OR expires_at > :now)),"
+        " EXISTS (SELECT 1 FROM deletions WHERE pubkey = :pubkey AND (target = :id"
+        " OR (target = :address AND created_at >= :created))),"
+        " :d IS NOT NULL AND EXISTS (SELECT 1 FROM events WHERE pubkey = :pubkey"
+        " AND kind = :kind AND d_tag = :d AND (expires_at IS NULL OR expires_at > :now)"
+        " AND (created_at > :created OR (created_at = :created AND id < :id)))",
+        {
+            "id": event.id,
+            "now": now,
+            "pubkey": event.pubkey,
+            "address": address,
+            "created": event.created_at,
+            "d": d_tag,
+            "kind": event.kind,
+        },
+    ).fetchone()
+    if dup:
+        return SaveOutcome.DUPLICATE
+    if deleted:
+        return SaveOutcome.DELETED
+    if shadowed:
+        return SaveOutcome.SHADOWED
+    return None
+
+
+_CHECK_REGULAR = (
+    "SELECT e.id, 1 FROM json_each(:ids) AS j JOIN events AS e ON e.id = j.value"
+    " WHERE e.expires_at IS NULL OR e.expires_at > :now"
+    " UNION ALL"
+    " SELECT d.target, 0 FROM json_each(:keys) AS j JOIN deletions AS d"
+    " ON d.pubkey = json_extract(j.value, '$[0]')"
+    " AND d.target = json_extract(j.value, '$[1]')"
+)
+"""Which of a batch of regular events are stored (1) or deleted by their author (0).
+A regular event has no address, so only a deletion naming its id applies."""
+
+
+def _check_regular(
+    conn: sqlite3.Connection, events: Sequence[Event], now: int
+) -> dict[str, SaveOutcome]:
+    """:func:`_check_one` for many regular events in one statement: each refused one's
+    id -> why (a duplicate before a deletion, as there)."""
+    ids = orjson.dumps([e.id for e in events]).decode()
+    keys = orjson.dumps([(e.pubkey, e.id) for e in events]).decode()
+    found: dict[str, SaveOutcome] = {}
+    for event_id, stored in conn.execute(_CHECK_REGULAR, {"ids": ids, "keys": keys, "now": now}):
+        if stored:
+            found[event_id] = SaveOutcome.DUPLICATE
+        else:
+            found.setdefault(event_id, SaveOutcome.DELETED)
+    return found
+
+
+def _chain(future: asyncio.Future[T], done: asyncio.Future[T]) -> None:
+    """Settle ``future`` as ``done`` ended."""
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (exc := done.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(done.result())
+
+
+def _fail_all(checks: Sequence[tuple[Event, asyncio.Future[Any]]], exc: BaseException) -> None:
+    for _, future in checks:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _row_to_event(row: Sequence[Any]) -> Event:
@@ -336,7 +413,8 @@ def _save_regular(conn: sqlite3.Connection, events: list[Event]) -> list[SaveOut
     deleted = set(
         conn.execute(
             "SELECT d.pubkey, d.target FROM json_each(?) AS j JOIN deletions AS d"
-            " ON d.pubkey = j.value ->> 0 AND d.target = j.value ->> 1",
+            " ON d.pubkey = json_extract(j.value, '$[0]')"
+    " AND d.target = json_extract(j.value, '$[1]')",
             (pairs,),
         )
     )
@@ -411,6 +489,8 @@ class SqliteEventStore:
         self._executor: ThreadPoolExecutor | None = None
         self._inline: sqlite3.Connection | None = None
         """A reader used on the event loop itself, for point lookups (see _read_inline)."""
+        self._checks: list[tuple[Event, asyncio.Future[SaveOutcome | None]]] = []
+        """Regular events whose :meth:`check_new` waits for the end of this loop step."""
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         self.commits = 0
@@ -798,38 +878,43 @@ class SqliteEventStore:
         return await self._read(run)
 
     async def check_new(self, event: Event) -> SaveOutcome | None:
-        now = int(time.time())
-        d_tag = _address_d(event)
-        address = f"{event.kind}:{event.pubkey}:{d_tag}" if d_tag is not None else event.id
+        if _address_d(event) is not None:  # replaceable/addressable: its own lookup
+            return await self._read_inline(partial(_check_one, event, int(time.time())))
+        # Regular events (the paid path's every event) asked for in one event-loop step
+        # are looked up together at its end: one statement for all of them.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SaveOutcome | None] = loop.create_future()
+        if not self._checks:
+            loop.call_soon(self._check_batch)
+        self._checks.append((event, future))
+        return await future
 
-        def run(conn: sqlite3.Connection) -> SaveOutcome | None:
-            dup, deleted, shadowed = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE id = :id"
-                " AND (expires_at IS NULL OR expires_at > :now)),"
-                " EXISTS (SELECT 1 FROM deletions WHERE pubkey = :pubkey AND (target = :id"
-                " OR (target = :address AND created_at >= :created))),"
-                " :d IS NOT NULL AND EXISTS (SELECT 1 FROM events WHERE pubkey = :pubkey"
-                " AND kind = :kind AND d_tag = :d AND (expires_at IS NULL OR expires_at > :now)"
-                " AND (created_at > :created OR (created_at = :created AND id < :id)))",
-                {
-                    "id": event.id,
-                    "now": now,
-                    "pubkey": event.pubkey,
-                    "address": address,
-                    "created": event.created_at,
-                    "d": d_tag,
-                    "kind": event.kind,
-                },
-            ).fetchone()
-            if dup:
-                return SaveOutcome.DUPLICATE
-            if deleted:
-                return SaveOutcome.DELETED
-            if shadowed:
-                return SaveOutcome.SHADOWED
-            return None
-
-        return await self._read_inline(run)
+    def _check_batch(self) -> None:
+        checks, self._checks = self._checks, []
+        events = [event for event, _ in checks]
+        conn = self._inline
+        try:
+            if conn is None:
+                raise StorageError("store is not open")
+            found = _check_regular(conn, events, int(time.time()))
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                # Busy anyway: each goes to the reader pool, as _read_inline does.
+                for event, future in checks:
+                    task = asyncio.ensure_future(
+                        self._read(partial(_check_one, event, int(time.time())))
+                    )
+                    task.add_done_callback(partial(_chain, future))
+                return
+            _fail_all(checks, StorageError(str(exc)))
+            return
+        except (sqlite3.Error, StorageError) as exc:
+            _fail_all(checks, exc if isinstance(exc, StorageError) else StorageError(str(exc)))
+            return
+        for event, future in checks:
+            if not future.done():
+                future.set_result(found.get(event.id))
 
     async def ping(self) -> bool:
         try:
