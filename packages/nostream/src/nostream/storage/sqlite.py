@@ -414,7 +414,7 @@ def _save_regular(conn: sqlite3.Connection, events: list[Event]) -> list[SaveOut
         conn.execute(
             "SELECT d.pubkey, d.target FROM json_each(?) AS j JOIN deletions AS d"
             " ON d.pubkey = json_extract(j.value, '$[0]')"
-    " AND d.target = json_extract(j.value, '$[1]')",
+            " AND d.target = json_extract(j.value, '$[1]')",
             (pairs,),
         )
     )
