@@ -306,7 +306,7 @@ async def test_lookups_of_one_loop_step_are_answered_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The paid path's duplicate/deleted lookups asked for in one event-loop step go to
-    SQLite as one statement, and each gets the answer it would get alone."""
+    SQLite together (one batch lookup), and each gets the answer it would get alone."""
     import time
     from collections.abc import Sequence
 
@@ -350,7 +350,7 @@ async def test_lookups_of_one_loop_step_are_answered_together(
             SaveOutcome.DUPLICATE,
             SaveOutcome.SHADOWED,  # addressable: its own lookup
         ]
-        assert statements == [6]  # the six regular events, in one statement
+        assert statements == [6]  # the six regular events, in one batch lookup
 
         def busy(
             conn: sqlite3.Connection, events: Sequence[Event], now: int

@@ -166,31 +166,34 @@ def _check_one(event: Event, now: int, conn: sqlite3.Connection) -> SaveOutcome 
     return None
 
 
-_CHECK_REGULAR = (
-    "SELECT e.id, 1 FROM json_each(:ids) AS j JOIN events AS e ON e.id = j.value"
-    " WHERE e.expires_at IS NULL OR e.expires_at > :now"
-    " UNION ALL"
-    " SELECT d.target, 0 FROM json_each(:keys) AS j JOIN deletions AS d"
-    " ON d.pubkey = json_extract(j.value, '$[0]')"
-    " AND d.target = json_extract(j.value, '$[1]')"
-)
-"""Which of a batch of regular events are stored (1) or deleted by their author (0).
-A regular event has no address, so only a deletion naming its id applies."""
+def _deleted_by_author(conn: sqlite3.Connection, events: Sequence[Event]) -> set[str]:
+    """The ids among ``events`` that a deletion by the event's own author names (for a
+    regular event, which has no address, the only deletion that applies)."""
+    keys = orjson.dumps([(e.pubkey, e.id) for e in events]).decode()
+    return {
+        target
+        for (target,) in conn.execute(
+            "SELECT d.target FROM json_each(?) AS j JOIN deletions AS d"
+            " ON d.pubkey = json_extract(j.value, '$[0]')"
+            " AND d.target = json_extract(j.value, '$[1]')",
+            (keys,),
+        )
+    }
 
 
 def _check_regular(
     conn: sqlite3.Connection, events: Sequence[Event], now: int
 ) -> dict[str, SaveOutcome]:
-    """:func:`_check_one` for many regular events in one statement: each refused one's
-    id -> why (a duplicate before a deletion, as there)."""
+    """:func:`_check_one` for many regular events at once: each refused one's id -> why
+    (a duplicate before a deletion, as there)."""
     ids = orjson.dumps([e.id for e in events]).decode()
-    keys = orjson.dumps([(e.pubkey, e.id) for e in events]).decode()
-    found: dict[str, SaveOutcome] = {}
-    for event_id, stored in conn.execute(_CHECK_REGULAR, {"ids": ids, "keys": keys, "now": now}):
-        if stored:
-            found[event_id] = SaveOutcome.DUPLICATE
-        else:
-            found.setdefault(event_id, SaveOutcome.DELETED)
+    found = dict.fromkeys(_deleted_by_author(conn, events), SaveOutcome.DELETED)
+    for (event_id,) in conn.execute(
+        "SELECT e.id FROM json_each(?) AS j JOIN events AS e ON e.id = j.value"
+        " WHERE e.expires_at IS NULL OR e.expires_at > ?",
+        (ids, now),
+    ):
+        found[event_id] = SaveOutcome.DUPLICATE
     return found
 
 
@@ -409,22 +412,14 @@ def _save_regular(conn: sqlite3.Connection, events: list[Event]) -> list[SaveOut
             "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))", (ids,)
         )
     }
-    pairs = orjson.dumps([[e.pubkey, e.id] for e in events]).decode()
-    deleted = set(
-        conn.execute(
-            "SELECT d.pubkey, d.target FROM json_each(?) AS j JOIN deletions AS d"
-            " ON d.pubkey = json_extract(j.value, '$[0]')"
-            " AND d.target = json_extract(j.value, '$[1]')",
-            (pairs,),
-        )
-    )
+    deleted = _deleted_by_author(conn, events)
     outcomes: list[SaveOutcome] = []
     rows: list[tuple[Any, ...]] = []
     tag_rows: list[tuple[str, str, str, int]] = []
     for event in events:
         if event.id in present:
             outcomes.append(SaveOutcome.DUPLICATE)
-        elif (event.pubkey, event.id) in deleted:
+        elif event.id in deleted:
             outcomes.append(SaveOutcome.DELETED)
         else:
             present.add(event.id)
@@ -881,7 +876,7 @@ class SqliteEventStore:
         if _address_d(event) is not None:  # replaceable/addressable: its own lookup
             return await self._read_inline(partial(_check_one, event, int(time.time())))
         # Regular events (the paid path's every event) asked for in one event-loop step
-        # are looked up together at its end: one statement for all of them.
+        # are looked up together at its end: two statements (stored? deleted?) for all of them.
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SaveOutcome | None] = loop.create_future()
         if not self._checks:
