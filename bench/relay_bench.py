@@ -51,7 +51,7 @@ from typing import Any
 import aiohttp
 import orjson
 from coincurve import PrivateKey
-from wsframes import client_frame, take_frames, upgrade_request
+from wsframes import client_frame, take_messages, upgrade_request
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -293,18 +293,13 @@ class LeanWs(asyncio.Protocol):
             self.opened.set_result(None)
         self.corked = []
         try:
-            for opcode, fin, payload in take_frames(buf):
-                if opcode == 0x9:  # ping
-                    self.send(client_frame(payload, 0xA))
-                elif opcode == 0x8:  # close
-                    if self.transport is not None:
-                        self.transport.close()
-                elif opcode in (0x0, 0x1, 0x2):
-                    self.fragments.append(payload)
-                    if fin:
-                        message = b"".join(self.fragments)
-                        self.fragments.clear()
-                        self.on_message(message, now)
+            messages, pings, closed = take_messages(buf, self.fragments)
+            for payload in pings:
+                self.send(client_frame(payload, 0xA))
+            for message in messages:
+                self.on_message(message, now)
+            if closed and self.transport is not None:
+                self.transport.close()
         finally:
             out, self.corked = self.corked, None
             if out and self.transport is not None:
@@ -373,15 +368,11 @@ class StampedSubscriber:
             self._deliver(stamp)
 
     def _deliver(self, stamp: float) -> None:
-        for opcode, fin, payload in take_frames(self.buffer):
-            if opcode == 0x9:
-                self.send(client_frame(payload, 0xA))
-            elif opcode in (0x0, 0x1, 0x2):
-                self.fragments.append(payload)
-                if fin:
-                    message = b"".join(self.fragments)
-                    self.fragments.clear()
-                    self.on_message(message, stamp)
+        messages, pings, _ = take_messages(self.buffer, self.fragments)
+        for payload in pings:
+            self.send(client_frame(payload, 0xA))
+        for message in messages:
+            self.on_message(message, stamp)
 
 
 # -- our relay --------------------------------------------------------------------------

@@ -55,6 +55,26 @@ def take_frames(buf: bytearray) -> list[tuple[int, bool, bytes]]:
     return frames
 
 
+def take_messages(buf: bytearray, fragments: list[bytes]) -> tuple[list[bytes], list[bytes], bool]:
+    """Remove the complete server frames from ``buf`` and sort them: the whole messages
+    (continuation frames joined, ``fragments`` holding a message not yet finished), the
+    pings' payloads to answer with pongs, and whether the server sent a close."""
+    messages: list[bytes] = []
+    pings: list[bytes] = []
+    closed = False
+    for opcode, fin, payload in take_frames(buf):
+        if opcode == 0x9:
+            pings.append(payload)
+        elif opcode == 0x8:
+            closed = True
+        elif opcode in (0x0, 0x1, 0x2):
+            fragments.append(payload)
+            if fin:
+                messages.append(b"".join(fragments))
+                fragments.clear()
+    return messages, pings, closed
+
+
 def upgrade_request(host: str, port: int, path: str = "/") -> bytes:
     """The HTTP/1.1 request that opens a WebSocket on ``path``."""
     key = base64.b64encode(os.urandom(16)).decode()
